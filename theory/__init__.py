@@ -1,0 +1,25 @@
+"""Mean-field theory of deep random networks, in JAX: pure functions of (activation, σw, σb, depth, ...).
+
+References: [R] Hayou et al., Robust Pruning at Initialization (ICLR 2021); [S] Lee et al., A Signal Propagation
+Perspective for Pruning at Initialization (ICLR 2020); [P] A Unified Paths Perspective for Pruning at
+Initialization. Equation numbers are the papers'; ``docs/concepts.md`` explains the quantities.
+"""
+
+from theory.activations import Activation, available_activations, get_activation, register_activation
+from theory.eoc import (EOCPoint, EOCStatus, NoEOCError, Phase, PhaseDiagram, PhasePoint, eoc_curve, eoc_point,
+                        eoc_sigma_w, phase, phase_diagram)
+from theory.gaussian import DEFAULT_ORDER, expect, expect2
+from theory.gradients import Conditioning, GradientMoments, conditioning, gradient_moments
+from theory.maps import (Propagation, chi_at, correlation_fixed_point, correlation_map, correlation_map_slope,
+                         covariance_map, depth_scales, input_kernel, propagate, q_star, variance_map,
+                         variance_map_slope)
+
+__all__ = [
+    "Activation", "available_activations", "get_activation", "register_activation",
+    "EOCPoint", "EOCStatus", "NoEOCError", "Phase", "PhaseDiagram", "PhasePoint", "eoc_curve", "eoc_point",
+    "eoc_sigma_w", "phase", "phase_diagram",
+    "DEFAULT_ORDER", "expect", "expect2",
+    "Conditioning", "GradientMoments", "conditioning", "gradient_moments",
+    "Propagation", "chi_at", "correlation_fixed_point", "correlation_map", "correlation_map_slope",
+    "covariance_map", "depth_scales", "input_kernel", "propagate", "q_star", "variance_map", "variance_map_slope",
+]
