@@ -33,7 +33,7 @@ import numpy as np
 
 from theory import maps
 from theory._pytree import pytree_dataclass
-from theory._validation import check_int, check_nonnegative, check_positive
+from theory._validation import check_int, check_nonnegative, check_positive, is_concrete
 from theory.activations import ActivationLike
 
 Array = jax.Array
@@ -128,6 +128,9 @@ def gradient_moments(
   forward = maps.propagate(activation, sigma_b, sigma_w, depth, q1, architecture=architecture, n_blocks=n_blocks,
                            order=order)
   scale = maps.residual_scale(architecture, depth, n_blocks)
+  if is_concrete(forward.q) and not bool(jnp.all(jnp.isfinite(forward.q))):
+    raise ValueError(f"the forward variance overflows {forward.q.dtype} before depth={depth} (it grows "
+                     "exponentially here); use a smaller depth or enable float64 with jax_enable_x64")
   act = maps.get_activation(activation)
   dtype = forward.q.dtype
   return _moments(act, jnp.asarray(sigma_b, dtype), jnp.asarray(sigma_w, dtype), forward.q,

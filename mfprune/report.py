@@ -1,0 +1,129 @@
+"""Results as files a person can open: atomic JSON writes and matplotlib figures (PNG)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from theory.eoc import EOCPoint, EOCStatus, PhaseDiagram
+
+
+def _atomic_write(path: str | os.PathLike, write) -> Path:
+  """Writes via a temporary file in the target folder and ``os.replace``: readers never see a partial file."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as handle:
+      write(handle)
+      handle.flush()
+      os.fsync(handle.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+  return path
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+  """Writes ``data`` as indented JSON, atomically; NaN and infinities must already be ``None``."""
+  text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+  return _atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
+  """Saves a matplotlib figure as PNG, atomically, and closes it."""
+  import matplotlib.pyplot as plt
+
+  try:
+    return _atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=dpi, bbox_inches="tight"))
+  finally:
+    plt.close(figure)
+
+
+def _pyplot():
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def plot_phase_diagrams(diagrams: Mapping[str, PhaseDiagram]):
+  """One panel per activation: ``log χ`` over (σb, σw), the EOC curve on top (dashed where q* is unstable).
+
+  Args:
+    diagrams: activation name -> :class:`theory.eoc.PhaseDiagram`.
+
+  Returns:
+    A matplotlib figure.
+  """
+  plt = _pyplot()
+  from matplotlib.colors import TwoSlopeNorm
+
+  n = len(diagrams)
+  figure, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.4), squeeze=False)
+  for ax, (name, diagram) in zip(axes[0], diagrams.items()):
+    sigma_b, sigma_w = np.asarray(diagram.sigma_b), np.asarray(diagram.sigma_w)
+    log_chi = np.log(np.clip(np.asarray(diagram.chi, np.float64), 1e-6, None))
+    bound = max(float(np.nanmax(np.abs(log_chi))), 1e-3)
+    mesh = ax.pcolormesh(sigma_b, sigma_w, log_chi, shading="auto", cmap="RdBu_r",
+                         norm=TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound))
+    figure.colorbar(mesh, ax=ax, label="log χ  (<0 ordered, >0 chaotic)")
+    if np.nanmin(log_chi) < 0 < np.nanmax(log_chi):
+      ax.contour(sigma_b, sigma_w, log_chi, levels=[0.0], colors="0.45", linestyles=":", linewidths=1.5)
+      ax.plot([], [], ":", color="0.45", label="χ = 1 at the attracting q*")
+    _draw_eoc(ax, diagram.eoc, sigma_w)
+    ax.set_xlabel("σb")
+    ax.set_ylabel("σw")
+    ax.set_title(f"{name}: phase diagram")
+    ax.set_ylim(sigma_w.min(), sigma_w.max())
+  return figure
+
+
+def _draw_eoc(ax, curve: EOCPoint, sigma_w_range: np.ndarray) -> None:
+  sigma_b, sigma_w = np.asarray(curve.sigma_b), np.asarray(curve.sigma_w)
+  status = np.asarray(curve.status)
+  stable = np.isin(status, [EOCStatus.OK, EOCStatus.LIMIT, EOCStatus.SINGLE_POINT])
+  unstable = status == EOCStatus.UNSTABLE
+  ax.plot(np.where(stable, sigma_b, np.nan), np.where(stable, sigma_w, np.nan), "k-", lw=2, label="EOC (stable q*)")
+  isolated = np.isin(status, [EOCStatus.LIMIT, EOCStatus.SINGLE_POINT])
+  if isolated.any():
+    ax.plot(sigma_b[isolated], sigma_w[isolated], "ko", ms=5, label="σb = 0 limit / single point")
+  if unstable.any():
+    ax.plot(np.where(unstable, sigma_b, np.nan), np.where(unstable, sigma_w, np.nan), "k--", lw=1.5,
+            label="χ = 1 at unstable q*")
+  if (status == EOCStatus.NONE).any():
+    missing = sigma_b[status == EOCStatus.NONE]
+    ax.plot(missing, np.full_like(missing, sigma_w_range.min()), "x", color="0.3", label="no EOC at this σb")
+  ax.legend(loc="upper left", fontsize=8)
+
+
+def format_table(header: list[str], rows: list[list[Any]]) -> str:
+  """A plain fixed-width text table (floats with 6 significant digits)."""
+
+  def cell(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+      return "nan" if np.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+  cells = [[cell(v) for v in row] for row in rows]
+  widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)]
+  lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+  lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+  return "\n".join(lines)
+
+
+def eoc_table(curve: EOCPoint) -> str:
+  """The EOC curve as a text table with one status per row."""
+  columns = [np.atleast_1d(np.asarray(getattr(curve, f), np.float64))
+             for f in ("sigma_b", "sigma_w", "q_star", "chi", "variance_slope")]
+  statuses = [EOCStatus(int(s)).name.lower() for s in np.atleast_1d(np.asarray(curve.status))]
+  rows = [[*(float(col[i]) for col in columns), statuses[i]] for i in range(len(statuses))]
+  return format_table(["sigma_b", "sigma_w", "q*", "chi", "dV/dq", "status"], rows)

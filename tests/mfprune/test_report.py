@@ -1,0 +1,39 @@
+"""mfprune.report: atomic writes, JSON strictness, tables and figures."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import theory
+from mfprune import report
+
+
+def test_write_json_is_atomic_and_leaves_no_temporary_files(tmp_path):
+  path = tmp_path / "sub" / "out.json"
+  report.write_json(path, {"a": [1, 2.5, None]})
+  assert json.loads(path.read_text()) == {"a": [1, 2.5, None]}
+  assert os.listdir(path.parent) == ["out.json"]
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+  path = tmp_path / "out.json"
+  report.write_json(path, {"version": 1})
+  with pytest.raises(ValueError):  # NaN is not JSON: the write fails before replacing anything
+    report.write_json(path, {"version": float("nan")})
+  assert json.loads(path.read_text()) == {"version": 1}
+  assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_eoc_table_lists_every_status():
+  curve = theory.eoc_curve("relu", np.array([0.0, 0.5]))
+  table = report.eoc_table(curve)
+  assert "single_point" in table and "none" in table
+  assert len(table.splitlines()) == 4
+
+
+def test_phase_diagram_figure_is_a_png(tmp_path):
+  diagram = theory.phase_diagram("tanh", np.linspace(0.0, 1.0, 5), np.linspace(0.5, 2.5, 6))
+  path = report.save_figure(report.plot_phase_diagrams({"tanh": diagram}), tmp_path / "pd.png")
+  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
