@@ -11,7 +11,8 @@ into one equation in ``q`` (Hayou et al. 2019)::
 
 Its roots are bracketed on a log grid of ``q`` (several may exist), refined by bisection, and each is checked for
 stability of the variance map, ``dV/dq = 1 + σw² E[φ φ''] < 1``. The whole solve is one compiled, vmapped program
-over a vector of σb.
+over a vector of σb; a final Newton step makes ``jax.grad`` of σw and q* in σb (and in activation parameters) the
+implicit-function derivative.
 
 Every EOC point carries a :class:`EOCStatus` that says what was found, so no answer is a silent NaN:
 
@@ -241,6 +242,11 @@ def _eoc_scalar(act: Activation, sigma_b: Array, order: int) -> EOCPoint:
   noise = 64 * jnp.finfo(dtype).eps * jnp.maximum(grid[indices + 1], sigma_b**2)
   valid &= jnp.maximum(jnp.abs(values[indices]), jnp.abs(values[indices + 1])) > noise
   roots = _roots.bisect(gap, grid[indices], grid[indices + 1], _roots.bisection_steps(dtype))
+  # One Newton step at the (gradient-stopped) roots: same values, implicit-function derivatives in σb and in the
+  # activation's parameters.
+  roots = jax.lax.stop_gradient(roots)
+  gap_value, gap_slope = jax.jvp(gap, (roots,), (jnp.ones_like(roots),))
+  roots = roots - gap_value / jnp.where(gap_slope != 0, jax.lax.stop_gradient(gap_slope), 1.0)
   sigma_w_roots = jax.lax.rsqrt(d2(roots))
   slopes = maps._variance_slope(act, sigma_w_roots, roots, order)
   stable = valid & (slopes < 1.0)

@@ -34,7 +34,7 @@ import numpy as np
 from theory import maps
 from theory._pytree import pytree_dataclass
 from theory._validation import check_int, check_nonnegative, check_positive, is_concrete
-from theory.activations import ActivationLike
+from theory.activations import ActivationLike, get_activation
 
 Array = jax.Array
 
@@ -131,7 +131,7 @@ def gradient_moments(
   if is_concrete(forward.q) and not bool(jnp.all(jnp.isfinite(forward.q))):
     raise ValueError(f"the forward variance overflows {forward.q.dtype} before depth={depth} (it grows "
                      "exponentially here); use a smaller depth or enable float64 with jax_enable_x64")
-  act = maps.get_activation(activation)
+  act = get_activation(activation)
   dtype = forward.q.dtype
   return _moments(act, jnp.asarray(sigma_b, dtype), jnp.asarray(sigma_w, dtype), forward.q,
                   jnp.asarray(widths_array, dtype), jnp.asarray(fan_in, dtype), residual, scale, order)

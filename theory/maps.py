@@ -275,7 +275,7 @@ def _q_star(act: Activation, sigma_b: Array, sigma_w: Array, q_init: Array, orde
 
 def _q_star_scalar(act, sigma_b, sigma_w, q_init, order):
   gap = lambda q: sigma_b**2 + sigma_w**2 * act.second_moment(q, order) - q
-  solution = jax.lax.stop_gradient(_bracket_fixed_point(gap, q_init, order))
+  solution = jax.lax.stop_gradient(_bracket_fixed_point(gap, q_init))
   # One Newton step at the solution: its value is unchanged, its derivative is the implicit-function one.
   finite = jnp.isfinite(solution)
   q0 = jnp.where(finite, solution, 1.0)
@@ -285,8 +285,7 @@ def _q_star_scalar(act, sigma_b, sigma_w, q_init, order):
   return jnp.where(finite, newton, solution)
 
 
-def _bracket_fixed_point(gap, q_init, order):
-  del order
+def _bracket_fixed_point(gap, q_init):
   grid = q_grid(q_init.dtype)
   values = gap(grid)
   at_init = gap(q_init)
