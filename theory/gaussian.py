@@ -14,12 +14,12 @@ Gauss–Legendre. The map resolves the scale of φ (1 in u) near 0 and the Gauss
 half is smooth up to its end point, so convergence is exponential. With the default order the relative error
 against adaptive integration is below 1e-13 for tanh, sigmoid, SELU and its derivative for q from 1e-3 to 1e4.
 
-The two-variable rule (:func:`expect2`) integrates ``Z1`` with the split rule and, given ``Z1``, ``Z2`` by
-Gauss–Hermite (``u2`` is then Gaussian with mean ``√q2 c z1`` and variance ``q2 (1 − c²)``). At ``c = ±1`` the
-inner variance is zero and the rule is exactly the one-variable rule, so identities such as f(1) = 1 and
-f'(1) = χ hold to round-off. Away from ``c = ±1`` the inner Gauss–Hermite step is exponentially accurate for smooth φ
-at moderate ``q2 (1 − c²)`` and only algebraically accurate across a kink: that is why ReLU, leaky ReLU, linear and
-erf use closed forms (:mod:`theory.activations`).
+The two-variable rule (:func:`expect2`) integrates ``Z1`` with the split rule and, given ``Z1 = z1``, ``Z2`` by
+the same kind of sinh-mapped Gauss–Legendre segments: ``u2`` is then Gaussian with mean ``m = √q2 c z1`` and standard
+deviation ``s = √q2 √(1 − c²)``, so a kink of φ at ``u2 = 0`` sits at ``z2 = −m/s``, and the inner line is cut there
+and at the Gaussian's centre (three smooth segments). At ``c = ±1`` the inner variance is zero and the rule is exactly
+the one-variable rule, so identities such as f(1) = 1 and f'(1) = χ hold to round-off. ReLU, leaky ReLU, linear and
+erf also have closed forms (:mod:`theory.activations`), which the library uses and the tests compare against.
 
 Differentiability. Differentiating a quadrature through ``√(1 − c²)`` gives ``0 · ∞`` at ``c = ±1``. The
 two-variable expectation therefore carries its own JVP, built from Gaussian integration by parts (Price's theorem)::
@@ -31,8 +31,7 @@ Each right-hand side is again a two-variable expectation, so derivatives of ever
 ``c = ±1``, and only need first derivatives of ``f`` and ``g`` (so they are right for ReLU, whose second derivative
 autodiff gets wrong). Derivatives with respect to ``q`` require ``q > 0``.
 
-The quadrature ``order`` (nodes per half-line, and Gauss–Hermite nodes of the inner integral) is an argument of
-every function that integrates; :data:`DEFAULT_ORDER` is enough for float64 round-off in the cases above.
+The quadrature ``order`` (Gauss–Legendre nodes per segment) is an argument of every function that integrates; :data:`DEFAULT_ORDER` is enough for float64 round-off in the cases above.
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ Array = jax.Array
 Elementwise = Callable[[Array], Array]
 
 DEFAULT_ORDER = 64
-"""Default quadrature order: Gauss–Legendre nodes per half-line, and Gauss–Hermite nodes of an inner integral."""
+"""Default quadrature order: Gauss–Legendre nodes per segment (2 segments in 1-D, 2 × 3 in 2-D)."""
 
 Z_MAX = 10.0
 """Where the split rule truncates the standard normal (its tail mass beyond is below 1e-22)."""
@@ -63,31 +62,25 @@ def float_dtype() -> jnp.dtype:
 
 
 @functools.lru_cache(maxsize=None)
-def _hermite_rule(order: int) -> tuple[np.ndarray, np.ndarray]:
-  nodes, weights = np.polynomial.hermite_e.hermegauss(order)
-  return nodes, weights / np.sqrt(2.0 * np.pi)
-
-
-def hermite_rule(order: int = DEFAULT_ORDER, dtype: jnp.dtype | None = None) -> tuple[Array, Array]:
-  """Nodes and weights of the probabilists' Gauss–Hermite rule.
-
-  Args:
-    order: number of nodes, >= 1.
-    dtype: floating dtype of the result; defaults to :func:`float_dtype`.
-
-  Returns:
-    ``(nodes, weights)``, each of shape ``(order,)``, with ``Σ weights = 1`` and
-    ``Σ weights · h(nodes) ≈ E[h(Z)]`` for ``Z ~ N(0, 1)``.
-  """
-  order = check_int("order", order, 1)
-  nodes, weights = _hermite_rule(order)
-  dtype = float_dtype() if dtype is None else dtype
-  return jnp.asarray(nodes, dtype), jnp.asarray(weights, dtype)
-
-
-@functools.lru_cache(maxsize=None)
 def _legendre_rule(order: int) -> tuple[np.ndarray, np.ndarray]:
   return np.polynomial.legendre.leggauss(order)
+
+
+def _segment(anchor: Array, direction: Array, length: Array, scale: Array, order: int) -> tuple[Array, Array]:
+  """Nodes and weights of ``∫ h(z) ϕ(z) dz`` over ``z = anchor + direction·scale·sinh(t)``, ``z`` running
+  ``length`` away from ``anchor`` (arguments broadcast; the result gains a trailing axis of ``order`` nodes)."""
+  x, w = (jnp.asarray(v, anchor.dtype) for v in _legendre_rule(order))
+  e = lambda v: jnp.asarray(v, anchor.dtype)[..., None]
+  t_max = jnp.arcsinh(e(length) / e(scale))
+  t = 0.5 * t_max * (x + 1.0)
+  z = e(anchor) + e(direction) * e(scale) * jnp.sinh(t)
+  weights = 0.5 * t_max * w * e(scale) * jnp.cosh(t) * jnp.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+  return z, weights
+
+
+def _resolution(variance: Array) -> Array:
+  """Node scale in z: 1, or 1/√variance when φ(√variance·z) varies faster than the Gaussian."""
+  return jnp.minimum(1.0, jax.lax.rsqrt(jnp.maximum(variance, 1e-30)))
 
 
 def split_rule(q: Array, order: int = DEFAULT_ORDER) -> tuple[Array, Array]:
@@ -101,13 +94,29 @@ def split_rule(q: Array, order: int = DEFAULT_ORDER) -> tuple[Array, Array]:
     ``(z, weights)`` of shape ``q.shape + (2·order,)`` with ``Σ weights · h(√q z) ≈ E[h(√q Z)]``.
   """
   q = jnp.asarray(q, float_dtype())
-  x, w = (jnp.asarray(v, q.dtype) for v in _legendre_rule(check_int("order", order, 1)))
-  scale = jnp.minimum(1.0, jax.lax.rsqrt(jnp.maximum(q, 1e-30)))[..., None]
-  t_max = jnp.arcsinh(Z_MAX / scale)
-  t = 0.5 * t_max * (x + 1.0)
-  z = scale * jnp.sinh(t)
-  weights = 0.5 * t_max * w * scale * jnp.cosh(t) * jnp.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-  return jnp.concatenate([z, -z], axis=-1), jnp.concatenate([weights, weights], axis=-1)
+  order = check_int("order", order, 1)
+  zero, scale = jnp.zeros_like(q), _resolution(q)
+  halves = [_segment(zero, sign * jnp.ones_like(q), Z_MAX, scale, order) for sign in (1.0, -1.0)]
+  return tuple(jnp.concatenate(parts, axis=-1) for parts in zip(*halves))
+
+
+def _kink_rule(mean: Array, std: Array, order: int) -> tuple[Array, Array]:
+  """Rule in ``z`` for ``E[g(mean + std·Z)]`` when ``g`` may have a kink at 0, i.e. at ``z* = −mean/std``.
+
+  Three sinh-mapped segments: from ``z*`` outwards, from ``z*`` to 0, and from 0 outwards on the other side, so
+  each is smooth, the kink is resolved at the scale of ``g`` and the Gaussian's centre at its own scale.
+  ``z*`` is clipped to ``[−Z_MAX, Z_MAX]``: a kink further out sits where the Gaussian has no mass.
+  """
+  kink = jnp.clip(-mean / jnp.where(std > 0, std, 1.0), -Z_MAX, Z_MAX)
+  kink = jnp.where(std > 0, kink, 0.0)
+  away = jnp.where(kink >= 0, 1.0, -1.0)  # direction from 0 towards (and past) the kink
+  scale = _resolution(std**2)
+  segments = [
+      _segment(kink, away, Z_MAX - jnp.abs(kink), scale, order),  # the kink's outer side
+      _segment(kink, -away, jnp.abs(kink), scale, order),  # between the kink and the centre
+      _segment(jnp.zeros_like(kink), -away, Z_MAX, scale, order),  # the centre's other side
+  ]
+  return tuple(jnp.concatenate(parts, axis=-1) for parts in zip(*segments))
 
 
 def derivative(f: Elementwise) -> Elementwise:
@@ -148,8 +157,8 @@ def expect2(
 ) -> Array:
   """``E[f(u1) g(u2)]`` for centred Gaussians with variances ``q1``, ``q2`` and correlation ``c``.
 
-  ``u1 = √q1 Z1``, ``u2 = √q2 (c Z1 + √(1 − c²) Z2)`` ([R] App. B.1.1). The split rule in ``Z1`` and
-  Gauss–Hermite in ``Z2`` given ``Z1``, with a Price's-theorem JVP (see the module docstring), so ``∂/∂c`` is
+  ``u1 = √q1 Z1``, ``u2 = √q2 (c Z1 + √(1 − c²) Z2)`` ([R] App. B.1.1). The split rule in ``Z1`` and a
+  three-segment rule cut at the kink in ``Z2`` given ``Z1``, with a Price's-theorem JVP (see the module docstring), so ``∂/∂c`` is
   finite and exact at ``c = ±1``.
 
   Args:
@@ -158,7 +167,7 @@ def expect2(
     q1: variance of ``u1``, ``>= 0`` (``> 0`` to differentiate in it).
     q2: variance of ``u2``, ``>= 0``.
     c: correlation in ``[-1, 1]``.
-    order: quadrature order (``2·order²`` evaluations).
+    order: quadrature order (``6·order²`` evaluations).
 
   Returns:
     The expectation, broadcast over the shapes of ``q1``, ``q2`` and ``c``.
@@ -175,12 +184,15 @@ def expect2(
 def _expect2_quadrature(f: Elementwise, g: Elementwise, order: int, q1: Array, q2: Array, c: Array) -> Array:
   q1, q2, c = jnp.broadcast_arrays(q1, q2, c)
   z1, w1 = split_rule(q1, order)  # (..., 2·order)
-  z2, w2 = hermite_rule(order, q1.dtype)  # (order,)
   s = jnp.sqrt(jnp.clip((1.0 - c) * (1.0 + c), 0.0, None))  # √(1 − c²) without cancellation near ±1
-  e = lambda v: v[..., None, None]
-  u1 = e(jnp.sqrt(q1)) * z1[..., :, None]
-  u2 = e(jnp.sqrt(q2)) * (e(c) * z1[..., :, None] + e(s) * z2)
-  return jnp.sum(w1[..., :, None] * w2 * f(u1) * g(u2), axis=(-2, -1))
+  e = lambda v: v[..., None]
+  # Given Z1 = z1, u2 = mean + std·Z2 with mean = √q2 c z1 and std = √q2 √(1 − c²).
+  mean = e(jnp.sqrt(q2) * c) * z1
+  std = jnp.broadcast_to(e(jnp.sqrt(q2) * s), mean.shape)
+  z2, w2 = _kink_rule(mean, std, order)  # (..., 2·order, 3·order)
+  u1 = e(jnp.sqrt(q1)) * z1
+  u2 = mean[..., None] + std[..., None] * z2
+  return jnp.sum(w1 * f(u1) * jnp.sum(w2 * g(u2), axis=-1), axis=-1)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
