@@ -147,7 +147,7 @@ class PhasePoint:
     variance_slope: ``dV/dq`` at q* (``inf`` when the variance diverges).
     c_star: stable fixed point of the correlation map.
     xi_q: depth scale of the variance.
-    xi_c: depth scale of the correlation.
+    xi_c: depth scale of the correlation (``inf`` for points classed as on the EOC).
     phase: :class:`Phase` codes.
   """
 
@@ -323,6 +323,7 @@ def _phase_scalar(act, sigma_b, sigma_w, tolerance, order):
   c_star = maps._c_star(act, sigma_b, sigma_w, q, order)
   xi_q, xi_c = maps._depth_scales(act, sigma_b, sigma_w, q, c_star, order)
   code = jnp.where(chi < 1.0 - tolerance, Phase.ORDERED, jnp.where(chi > 1.0 + tolerance, Phase.CHAOTIC, Phase.EOC))
+  xi_c = jnp.where(code == Phase.EOC, jnp.inf, xi_c)  # on the EOC c^l → 1 polynomially: no exponential scale
   return PhasePoint(sigma_b, sigma_w, q, chi, slope, c_star, xi_q, xi_c, code.astype(jnp.int32))
 
 
