@@ -187,7 +187,7 @@ def _fixed_slope(slope: float) -> Callable[[dict], dict]:
   return lambda params: {"negative_slope": jnp.asarray(slope, gaussian.float_dtype())}
 
 
-def _with_params(form: ClosedForm, make_params: Callable[[dict], dict]) -> ClosedForm:
+def _bind_params(form: ClosedForm, make_params: Callable[[dict], dict]) -> ClosedForm:
   return ClosedForm(*(lambda p, *a, fn=fn: fn(make_params(p), *a) for fn in form))
 
 
@@ -282,12 +282,12 @@ def register_activation(
                                    dict(checks or {}))
 
 
-register_activation("relu", _relu, closed_form=_with_params(_LEAKY_FORM, _fixed_slope(0.0)), homogeneous=True,
+register_activation("relu", _relu, closed_form=_bind_params(_LEAKY_FORM, _fixed_slope(0.0)), homogeneous=True,
                     description="max(x, 0); arc-cosine kernel in closed form")
 register_activation("leaky_relu", _leaky_relu, defaults={"negative_slope": 0.01}, closed_form=_LEAKY_FORM,
                     homogeneous=True, checks={"negative_slope": check_finite},
                     description="x if x >= 0 else negative_slope·x; closed form")
-register_activation("linear", _linear, closed_form=_with_params(_LEAKY_FORM, _fixed_slope(1.0)),
+register_activation("linear", _linear, closed_form=_bind_params(_LEAKY_FORM, _fixed_slope(1.0)),
                     homogeneous=True, description="identity; closed form")
 register_activation("tanh", jnp.tanh, description="hyperbolic tangent")
 register_activation("erf", jax.scipy.special.erf, closed_form=_ERF_FORM,
