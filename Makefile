@@ -21,10 +21,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mfprune demo --out runs/demo
 
-# The suite runs twice: float32 (JAX's default) and float64 (JAX_ENABLE_X64=1).
+# The suite runs in float32 (JAX's default), then the numerics (tests/theory) again in float64 (JAX_ENABLE_X64=1);
+# the CLI and report tests do not depend on the precision.
 test: $(STAMP)
 	$(PYTEST)
-	JAX_ENABLE_X64=1 $(PYTEST)
+	JAX_ENABLE_X64=1 $(PYTEST) tests/theory
 
 # Slow tests (larger Monte-Carlo networks); CI runs them after `make test` when time allows.
 test-slow: $(STAMP)

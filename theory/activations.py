@@ -13,7 +13,9 @@ The maps of THEORY.md §2 ([R] App. A.1, B.1) use four moments of a centred Gaus
 
 with ``u1, u2`` as in :func:`theory.gaussian.expect2`. ReLU, leaky ReLU, linear and erf use closed forms (the
 arc-cosine kernel of Cho & Saul 2009 and the arcsine kernel of Williams 1997); every other activation, and any
-callable a user passes, uses Gauss–Hermite quadrature.
+callable a user passes, uses the quadrature of :mod:`theory.gaussian`, which splits the line at 0. A kink of φ away
+from 0 (hard-tanh, a shifted ReLU) is integrated without a split, so only to algebraic accuracy, and the slope
+``dV/dq`` then misses the kink's delta in φ'' where φ ≠ 0: register such activations with a closed form.
 """
 
 from __future__ import annotations
@@ -50,15 +52,12 @@ class Activation:
     fn: ``fn(x, **params) -> φ(x)``, elementwise and JAX-traceable.
     params: numeric parameters (pytree leaves, so they can be vmapped or differentiated).
     closed_form: closed-form moments, or ``None`` to integrate numerically.
-    homogeneous: ``True`` when φ is positively homogeneous (φ(a x) = a φ(x) for a > 0: ReLU, leaky ReLU,
-      linear); such activations preserve any variance on the EOC, which is then a single point at σb = 0.
   """
 
   name: str
   fn: Callable[..., Array]
   params: Mapping[str, Array] = dataclasses.field(default_factory=dict)
   closed_form: ClosedForm | None = None
-  homogeneous: bool = False
 
   def __call__(self, x: Array) -> Array:
     """φ(x)."""
@@ -110,12 +109,12 @@ class Activation:
 
 def _flatten(act: Activation):
   keys = tuple(act.params)
-  return tuple(act.params[k] for k in keys), (act.name, act.fn, keys, act.closed_form, act.homogeneous)
+  return tuple(act.params[k] for k in keys), (act.name, act.fn, keys, act.closed_form)
 
 
 def _unflatten(aux, children) -> Activation:
-  name, fn, keys, closed_form, homogeneous = aux
-  return Activation(name, fn, dict(zip(keys, children)), closed_form, homogeneous)
+  name, fn, keys, closed_form = aux
+  return Activation(name, fn, dict(zip(keys, children)), closed_form)
 
 
 jax.tree_util.register_pytree_node(Activation, _flatten, _unflatten)
@@ -249,7 +248,6 @@ class _Entry:
   fn: Callable[..., Array]
   defaults: Mapping[str, float]
   closed_form: ClosedForm | None
-  homogeneous: bool
   description: str
   checks: Mapping[str, Callable[[str, Any], None]]
 
@@ -263,7 +261,6 @@ def register_activation(
     *,
     defaults: Mapping[str, float] | None = None,
     closed_form: ClosedForm | None = None,
-    homogeneous: bool = False,
     description: str = "",
     checks: Mapping[str, Callable[[str, Any], None]] | None = None,
 ) -> None:
@@ -274,21 +271,19 @@ def register_activation(
     fn: ``fn(x, **params)``, elementwise and JAX-traceable.
     defaults: default values of the parameters ``fn`` takes.
     closed_form: closed-form Gaussian moments, if known; otherwise quadrature is used.
-    homogeneous: whether φ is positively homogeneous (see :class:`Activation`).
     description: one line shown by ``available_activations``.
     checks: per-parameter validators ``check(name, value)`` raising ``ValueError``.
   """
-  _REGISTRY[name.lower()] = _Entry(fn, dict(defaults or {}), closed_form, homogeneous, description,
-                                   dict(checks or {}))
+  _REGISTRY[name.lower()] = _Entry(fn, dict(defaults or {}), closed_form, description, dict(checks or {}))
 
 
-register_activation("relu", _relu, closed_form=_bind_params(_LEAKY_FORM, _fixed_slope(0.0)), homogeneous=True,
+register_activation("relu", _relu, closed_form=_bind_params(_LEAKY_FORM, _fixed_slope(0.0)),
                     description="max(x, 0); arc-cosine kernel in closed form")
 register_activation("leaky_relu", _leaky_relu, defaults={"negative_slope": 0.01}, closed_form=_LEAKY_FORM,
-                    homogeneous=True, checks={"negative_slope": check_finite},
+                    checks={"negative_slope": check_finite},
                     description="x if x >= 0 else negative_slope·x; closed form")
 register_activation("linear", _linear, closed_form=_bind_params(_LEAKY_FORM, _fixed_slope(1.0)),
-                    homogeneous=True, description="identity; closed form")
+                    description="identity; closed form")
 register_activation("tanh", jnp.tanh, description="hyperbolic tangent")
 register_activation("erf", jax.scipy.special.erf, closed_form=_ERF_FORM,
                     description="error function; arcsine kernel in closed form")
@@ -338,7 +333,7 @@ def get_activation(spec: ActivationLike, **params: Any) -> Activation:
       if key in entry.checks and is_concrete(value):
         entry.checks[key](f"{spec}.{key}", value)
     values = {k: jnp.asarray(v, gaussian.float_dtype()) for k, v in values.items()}
-    return Activation(spec.lower(), entry.fn, values, entry.closed_form, entry.homogeneous)
+    return Activation(spec.lower(), entry.fn, values, entry.closed_form)
   if callable(spec):
     if params:
       raise ValueError("parameters can only be given with a registry name; close over them in your callable")

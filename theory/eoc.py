@@ -20,7 +20,8 @@ Every EOC point carries a :class:`EOCStatus` that says what was found, so no ans
 * ``UNSTABLE``: χ = 1 only at an unstable q* (the variance map runs away from it; SiLU/GELU at small σb). Reported
   with the smallest such root.
 * ``NONE``: no EOC at this σb (plain softplus; ReLU, leaky ReLU and linear at σb > 0). σw and q* are NaN.
-* ``LIMIT``: σb = 0 and φ(0) = 0: q* = 0 and the EOC is the limit σw = 1/|φ'(0)| (tanh: σw = 1).
+* ``LIMIT``: σb = 0 and φ(0) = 0: q* = 0 and the EOC is the limit σw = 1/√E[φ'(√q Z)²] as q → 0, i.e.
+  1/|φ'(0)| for smooth φ (tanh: σw = 1) and the root mean square of the one-sided slopes at a kink (SELU).
 * ``SINGLE_POINT``: σb = 0 with a positively homogeneous φ (ReLU, leaky ReLU, linear): every q is a fixed point,
   the EOC is the single point σw = 1/√E[φ'²] (ReLU: √2); q* is NaN because it is not unique.
 """
@@ -47,7 +48,7 @@ MAX_ROOTS = 4
 """At most this many roots of ``G(q)`` are refined per σb (the smallest ones)."""
 
 PHASE_TOLERANCE = 1e-4
-"""Default relative tolerance ``|χ − 1|`` within which a point is classed as on the EOC."""
+"""Default tolerance on ``|χ − 1|`` within which a point is classed as on the EOC."""
 
 
 class EOCStatus(enum.IntEnum):
@@ -69,7 +70,8 @@ _STATUS_MESSAGES = {
     EOCStatus.OK: "EOC at a stable fixed point q*",
     EOCStatus.UNSTABLE: "chi = 1 only at an unstable fixed point q* (the variance map runs away from it)",
     EOCStatus.NONE: "no EOC at this sigma_b: chi = 1 has no solution with a finite fixed point q*",
-    EOCStatus.LIMIT: "sigma_b = 0 and phi(0) = 0: q* = 0 and the EOC is the limit sigma_w = 1/|phi'(0)|",
+    EOCStatus.LIMIT: ("sigma_b = 0 and phi(0) = 0: q* = 0 and the EOC is the limit sigma_w = 1/sqrt(E[phi'^2]) as "
+                      "q -> 0, i.e. 1/|phi'(0)| for smooth phi"),
     EOCStatus.SINGLE_POINT: ("sigma_b = 0 with a positively homogeneous phi: every q is a fixed point and the EOC "
                              "is this single point"),
 }

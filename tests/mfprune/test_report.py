@@ -33,6 +33,7 @@ def test_eoc_table_lists_every_status():
   assert len(table.splitlines()) == 4
 
 
+@pytest.mark.slow  # compiles a phase diagram (tens of seconds on two cores)
 def test_phase_diagram_figure_is_a_png(tmp_path):
   diagram = theory.phase_diagram("tanh", np.linspace(0.0, 1.0, 5), np.linspace(0.5, 2.5, 6))
   path = report.save_figure(report.plot_phase_diagrams({"tanh": diagram}), tmp_path / "pd.png")
