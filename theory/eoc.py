@@ -312,21 +312,37 @@ def phase(activation: ActivationLike, sigma_b, sigma_w, *, tolerance: float = PH
   return jax.tree_util.tree_map(lambda x: x.reshape(sigma_b.shape), flat)
 
 
+PHASE_BATCH = 16
+"""Points of a phase batch evaluated together; the rest are mapped over in sequence, which bounds memory (each
+point brackets c* on a grid of 96 correlations, each a two-dimensional quadrature)."""
+
+
 @functools.partial(jax.jit, static_argnums=(4,))
 def _phase_batch(act, sigma_b, sigma_w, tolerance, order):
-  return jax.vmap(lambda b, w: _phase_scalar(act, b, w, tolerance, order))(sigma_b, sigma_w)
+  point = lambda bw: _phase_scalar(act, bw[0], bw[1], tolerance, order)
+  return jax.lax.map(point, (sigma_b, sigma_w), batch_size=PHASE_BATCH)
+
+
+def _chi_scalar(act, sigma_b, sigma_w, order):
+  """(q*, χ at q*) of one point; a diverging variance is evaluated at its large-q limit."""
+  q = maps._q_star_scalar(act, sigma_b, sigma_w, sigma_b**2 + sigma_w**2, order)
+  return q, sigma_w**2 * act.derivative_second_moment(maps._q_eval(q), order)
+
+
+def _phase_code(chi, tolerance):
+  return jnp.where(chi < 1.0 - tolerance, Phase.ORDERED,
+                   jnp.where(chi > 1.0 + tolerance, Phase.CHAOTIC, Phase.EOC)).astype(jnp.int32)
 
 
 def _phase_scalar(act, sigma_b, sigma_w, tolerance, order):
-  q = maps._q_star_scalar(act, sigma_b, sigma_w, sigma_b**2 + sigma_w**2, order)
+  q, chi = _chi_scalar(act, sigma_b, sigma_w, order)
   finite = jnp.isfinite(q)
-  chi = sigma_w**2 * act.derivative_second_moment(maps._q_eval(q), order)
   slope = jnp.where(finite, maps._variance_slope(act, sigma_w, jnp.where(finite, q, 1.0), order), jnp.inf)
   c_star = maps._c_star(act, sigma_b, sigma_w, q, order)
   xi_q, xi_c = maps._depth_scales(act, sigma_b, sigma_w, q, c_star, order)
-  code = jnp.where(chi < 1.0 - tolerance, Phase.ORDERED, jnp.where(chi > 1.0 + tolerance, Phase.CHAOTIC, Phase.EOC))
+  code = _phase_code(chi, tolerance)
   xi_c = jnp.where(code == Phase.EOC, jnp.inf, xi_c)  # on the EOC c^l → 1 polynomially: no exponential scale
-  return PhasePoint(sigma_b, sigma_w, q, chi, slope, c_star, xi_q, xi_c, code.astype(jnp.int32))
+  return PhasePoint(sigma_b, sigma_w, q, chi, slope, c_star, xi_q, xi_c, code)
 
 
 @pytree_dataclass
@@ -352,6 +368,8 @@ def phase_diagram(activation: ActivationLike, sigma_b, sigma_w, *, tolerance: fl
                   order: int = maps.ORDER) -> PhaseDiagram:
   """χ(σb, σw) on a grid and the EOC curve: the phase diagram of [R] App. B.1.3 / Schoenholz et al. 2017.
 
+  Computes q* and χ only (use :func:`phase` for c* and the depth scales of chosen points).
+
   Args:
     activation: name, callable or Activation.
     sigma_b: 1-D grid of σb ``>= 0``.
@@ -362,9 +380,19 @@ def phase_diagram(activation: ActivationLike, sigma_b, sigma_w, *, tolerance: fl
   Returns:
     A :class:`PhaseDiagram`.
   """
+  act = get_activation(activation)
   dtype = gaussian.float_dtype()
   sigma_b, sigma_w = jnp.asarray(sigma_b, dtype), jnp.asarray(sigma_w, dtype)
   if sigma_b.ndim != 1 or sigma_w.ndim != 1:
     raise ValueError(f"sigma_b and sigma_w must be 1-D grids; got shapes {sigma_b.shape} and {sigma_w.shape}")
-  points = phase(activation, sigma_b[None, :], sigma_w[:, None], tolerance=tolerance, order=order)
-  return PhaseDiagram(sigma_b, sigma_w, points.chi, points.phase, eoc_curve(activation, sigma_b, order=order))
+  check_nonnegative("sigma_b", sigma_b)
+  check_positive("sigma_w", sigma_w)
+  check_positive("tolerance", tolerance)
+  grid_b, grid_w = jnp.broadcast_arrays(sigma_b[None, :], sigma_w[:, None])
+  chi = _chi_grid(act, grid_b.reshape(-1), grid_w.reshape(-1), order).reshape(grid_b.shape)
+  return PhaseDiagram(sigma_b, sigma_w, chi, _phase_code(chi, tolerance), eoc_curve(act, sigma_b, order=order))
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _chi_grid(act, sigma_b, sigma_w, order):
+  return jax.vmap(lambda b, w: _chi_scalar(act, b, w, order)[1])(sigma_b, sigma_w)
