@@ -341,7 +341,9 @@ def _phase_scalar(act, sigma_b, sigma_w, tolerance, order):
   c_star = maps._c_star(act, sigma_b, sigma_w, q, order)
   xi_q, xi_c = maps._depth_scales(act, sigma_b, sigma_w, q, c_star, order)
   code = _phase_code(chi, tolerance)
-  xi_c = jnp.where(code == Phase.EOC, jnp.inf, xi_c)  # on the EOC c^l → 1 polynomially: no exponential scale
+  # On the EOC (within the tolerance) c* = 1 and c^l → 1 polynomially: no exponential scale.
+  c_star = jnp.where(code == Phase.EOC, 1.0, c_star)
+  xi_c = jnp.where(code == Phase.EOC, jnp.inf, xi_c)
   return PhasePoint(sigma_b, sigma_w, q, chi, slope, c_star, xi_q, xi_c, code)
 
 
