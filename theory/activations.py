@@ -79,7 +79,7 @@ class Activation:
           f"activation {self.name!r} takes parameters {sorted(self.params)}; got unknown {sorted(unknown)}")
     return dataclasses.replace(self, params={**self.params, **params})
 
-  # Gaussian moments ([R] App. B.1.1): closed form when registered, else Gauss–Hermite quadrature.
+  # Gaussian moments ([R] App. B.1.1): closed form when registered, else the quadrature of theory.gaussian.
 
   def second_moment(self, q: Array, order: int = gaussian.DEFAULT_ORDER) -> Array:
     """``E[φ(√q Z)²]``."""
