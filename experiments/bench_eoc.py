@@ -48,7 +48,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +59,7 @@ from scipy import integrate, optimize
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import theory  # noqa: E402
+from mfprune import report  # noqa: E402
 from theory import maps  # noqa: E402
 
 POINTS = 101
@@ -170,20 +170,6 @@ def timed(fn, repeats: int) -> tuple[float, float]:
   return first, float(np.median(times))
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w") as handle:
-      json.dump(payload, handle, indent=2)
-      handle.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results",
@@ -274,7 +260,7 @@ def main() -> None:
   results["total_seconds"] = time.perf_counter() - wall
 
   out = args.out / "bench_eoc.json"
-  write_json_atomic(out, results)
+  report.write_json(out, results)  # atomic; refuses NaN/inf rather than writing invalid JSON
 
   # Table.
   print(f"EOC curve of tanh, {POINTS} sigma_b in [0, 1], float32, {results['device']}, jax {jax.__version__}")
