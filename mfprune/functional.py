@@ -85,10 +85,11 @@ def linearised(apply_fn: ApplyFn) -> ApplyFn:
 
 
 def init_fn(model_fn: Callable[[jax.Array], nnx.Module]) -> tuple[ModelFn, Callable[[jax.Array], Params]]:
-  """Turns a model constructor ``key -> module`` into ``apply_fn`` and a pure, vmappable ``key -> params``.
+  """Turns a model constructor ``key -> module`` into ``apply_fn`` and a pure, jitted ``key -> params``.
 
-  ``jax.vmap(init)(keys)`` initialises many networks in one compiled program (Monte-Carlo over seeds). The
-  non-parameter state (batch-norm statistics) of every network is the one of ``model_fn(key(0))``.
+  ``jax.vmap(init)(keys)`` initialises many networks in one compiled program (Monte-Carlo over seeds). Nothing is
+  built eagerly: the structure comes from ``nnx.eval_shape`` and the non-parameter state (batch-norm statistics,
+  the same for every key) from one compiled construction.
 
   Args:
     model_fn: builds the model from a PRNG key, e.g. ``lambda k: MLP(..., rngs=nnx.Rngs(params=k))``.
@@ -96,9 +97,11 @@ def init_fn(model_fn: Callable[[jax.Array], nnx.Module]) -> tuple[ModelFn, Calla
   Returns:
     ``(apply_fn, init)``.
   """
-  apply_fn, _ = split(model_fn(jax.random.key(0)))
+  graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: model_fn(jax.random.key(0))), nnx.Param, ...)
 
+  @jax.jit
   def init(key: jax.Array) -> Params:
     return nnx.to_pure_dict(nnx.state(model_fn(key), nnx.Param))
 
-  return apply_fn, init
+  rest = jax.jit(lambda key: nnx.to_pure_dict(nnx.state(model_fn(key), nnx.Not(nnx.Param))))(jax.random.key(0))
+  return ModelFn(graphdef, rest), init

@@ -1,6 +1,6 @@
 """Saliency scorers: a registry of functions ``(apply_fn, params, mask, batch, key) -> scores``.
 
-Convention: **a higher score means more worth keeping**; :func:`mfprune.prune.prune` keeps the top scores. Every
+Convention: **a higher score means more worth keeping**; :func:`mfprune.pruning.prune` keeps the top scores. Every
 scorer evaluates the pruned network ``θ ⊙ mask`` and returns a tree like ``mask`` (float arrays on prunable
 leaves, ``None`` elsewhere). Scorers are pure and run under ``jit`` and ``vmap`` (over keys, parameters or masks).
 
@@ -206,7 +206,7 @@ def synflow(apply_fn, params, mask, batch, key) -> Scores:
 
   Equals ``|θ| ⊙ ∂R_sf/∂|θ| >= 0``; on a bias-free network the scores of each layer sum to ``R_sf``
   (conservation). Data-free: ``batch`` only gives the input shape. Usually run iteratively (100 rounds, see
-  :func:`mfprune.prune.prune`). Numerically safe at any depth through the renormalised linearised model.
+  :func:`mfprune.pruning.prune`). Numerically safe at any depth through the renormalised linearised model.
   """
   del key
   return _synflow_family(apply_fn, params, mask, batch, power=1, use_data_mean=False)

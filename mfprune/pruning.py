@@ -83,6 +83,15 @@ def make_pruner(apply_fn: Callable, method: str, counts: np.ndarray, *, scope: s
   return pruner
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled_pruner(apply_fn: Callable, method: str, counts: tuple, scope: str, options: tuple) -> Callable:
+  """The jitted pruner, cached so that repeated calls with the same model and settings compile once."""
+  counts_array = np.asarray(counts, np.int32).T
+  if scope == "global":
+    counts_array = counts_array[:, 0]
+  return jax.jit(make_pruner(apply_fn, method, counts_array, scope=scope, **dict(options)))
+
+
 def as_batch(data: Batch | Iterable[tuple[Array, Array]] | None, num_batches: int = 1) -> Batch | None:
   """One batch ``(x, y)`` as is; an iterable of batches -> its first ``num_batches`` as :class:`Stacked`."""
   if data is None or isinstance(data, Stacked):
@@ -160,7 +169,8 @@ def prune(apply_fn: Callable, params: Params, batch: Batch | Iterable | None = N
     key = 0
   if isinstance(key, (int, np.integer)):
     key = jax.random.key(int(key))
-  pruner = jax.jit(make_pruner(apply_fn, method, counts, scope=scope, **options))
+  pruner = _compiled_pruner(apply_fn, method, tuple(map(tuple, np.atleast_2d(counts.T))), scope,
+                            tuple(sorted(options.items())))
   new_mask, finite = pruner(params, mask, batch, key)
   finite = np.asarray(finite)
   if not finite.all():
