@@ -1,4 +1,4 @@
-"""The ``mfprune`` command line: ``mfprune eoc | phase | demo``.
+"""The ``mfprune`` command line: ``mfprune eoc | phase | prune | demo``.
 
 Run ``mfprune COMMAND --help`` for each command's options; docs/cli.md has examples.
 """
@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
   phase.add_argument("--sigma-w", type=float, required=True, help="weight standard deviation (> 0)")
   phase.add_argument("--json", type=Path, help="write the result as JSON here")
 
+  _add_prune_parser(commands)
+
   demo = commands.add_parser("demo", help="the main job: EOC curves and phase diagrams of tanh and SiLU",
                              description="Compute the EOC curves, phases and conditioning of tanh and SiLU "
                              "networks and write runs/demo/{eoc.json, phase_diagram.png}.")
@@ -113,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       return _run_eoc(args)
     if args.command == "phase":
       return _run_phase(args)
+    if args.command == "prune":
+      return _run_prune(args)
     if args.command == "demo":
       from mfprune import demo
 
@@ -121,6 +125,132 @@ def main(argv: Sequence[str] | None = None) -> int:
   except ValueError as error:  # bad input reaching the library: one clear line, no traceback
     parser.exit(2, f"mfprune {args.command}: error: {error}\n")
   raise AssertionError(args.command)
+
+
+def _sparsity(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    value = float("nan")
+  if not 0.0 <= value < 1.0:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a sparsity in [0, 1) (the fraction of weights removed)")
+  return value
+
+
+def _add_prune_parser(commands) -> None:
+  from mfprune.init import SCHEMES
+  from mfprune.masks import COLLAPSE_ACTIONS
+  from mfprune.models import INPUT_SHAPES, available_models
+  from mfprune.pruning import SCHEDULES, SCOPES
+  from mfprune.scores import available_scorers
+
+  prune = commands.add_parser(
+      "prune", help="prune a model at initialisation; write mask.npz, density.json and density.png",
+      description="Initialise a model, score its weights with a pruning method and keep the top ones. Writes "
+      "OUT/mask.npz (boolean mask keyed by parameter path), OUT/density.json (settings and kept fraction per "
+      "layer) and OUT/density.png (kept fraction per layer, like [R] Fig. 2).")
+  prune.add_argument("--model", required=True, choices=sorted(available_models()), help="model to build")
+  prune.add_argument("--method", required=True, choices=sorted(available_scorers()), help="pruning method")
+  prune.add_argument("--sparsity", required=True, type=_sparsity, help="fraction of prunable weights removed")
+  prune.add_argument("--data", default="digits", choices=("digits", "synthetic"),
+                     help="digits (scikit-learn, 8x8x1; default) or synthetic Gaussian inputs of --input-shape")
+  prune.add_argument("--input-shape", default="cifar10", choices=sorted(INPUT_SHAPES),
+                     help="input shape and class count for --data synthetic (default cifar10)")
+  prune.add_argument("--batch-size", type=_positive_int, default=128, help="examples per batch (default 128)")
+  prune.add_argument("--num-batches", type=_positive_int, default=1,
+                     help="batches whose mean loss SNIP/GraSP score (default 1)")
+  prune.add_argument("--rounds", type=_positive_int, default=None,
+                     help="pruning rounds (default 1; 100 for the SynFlow family)")
+  prune.add_argument("--schedule", choices=SCHEDULES, default="exponential", help="keep-fraction schedule")
+  prune.add_argument("--scope", choices=SCOPES, default="global", help="one threshold or one per layer")
+  prune.add_argument("--on-collapse", choices=COLLAPSE_ACTIONS, default="warn",
+                     help="when a layer loses every weight (default warn: the outputs show which)")
+  prune.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data and scores")
+  model = prune.add_argument_group("model options (defaults: the registry's)")
+  model.add_argument("--depth", type=_positive_int, help="layers (mlp, vcnn) or 6n+2 (resnet)")
+  model.add_argument("--width", type=_positive_int, help="hidden units (mlp)")
+  model.add_argument("--channels", type=_positive_int, help="channels (vcnn)")
+  model.add_argument("--activation", help="activation registry name (see mfprune eoc --help)")
+  model.add_argument("--stable", action="store_true", help="Stable ResNet: branches scaled by 1/sqrt(L)")
+  model.add_argument("--width-multiplier", type=float, help="channel multiplier (vgg, resnet)")
+  inits = prune.add_argument_group("initialisation (default: the model's LeCun normal)")
+  inits.add_argument("--init", choices=SCHEMES, help="initialisation scheme")
+  inits.add_argument("--sigma-w", type=float, help="weight scale for --init gaussian")
+  inits.add_argument("--sigma-b", type=float, default=None, help="bias scale for eoc/gaussian/orthogonal")
+  inits.add_argument("--gain", type=float, default=1.0, help="gain for orthogonal/delta_orthogonal (default 1)")
+  prune.add_argument("--out", type=Path, default=Path("runs/prune"), help="output folder (default runs/prune)")
+
+
+def _init_options(args, activation: str) -> dict:
+  sigma_b = 0.0 if args.sigma_b is None else args.sigma_b
+  if args.init == "eoc":
+    return {"activation": activation, "sigma_b": sigma_b}
+  if args.init == "gaussian":
+    if args.sigma_w is None:
+      raise ValueError("--init gaussian needs --sigma-w")
+    return {"sigma_w": args.sigma_w, "sigma_b": sigma_b}
+  if args.init in ("orthogonal", "delta_orthogonal"):
+    return {"gain": args.gain, "sigma_b": sigma_b}
+  return {}
+
+
+def _run_prune(args) -> int:
+  import time
+
+  import jax
+
+  from mfprune import data, functional, init, masks, models, pruning, report
+
+  if args.data == "digits":
+    dataset = data.digits()
+  else:
+    shape, classes = models.INPUT_SHAPES[args.input_shape]
+    dataset = data.synthetic(shape, classes, size=max(1024, args.batch_size * args.num_batches), seed=args.seed)
+  options = {name: getattr(args, name) for name in ("depth", "width", "channels", "activation", "width_multiplier")
+             if getattr(args, name) is not None}
+  if args.stable:
+    options["stable"] = True
+  try:
+    model = models.create_model(args.model, input_shape=dataset.input_shape, num_classes=dataset.num_classes,
+                                key=args.seed, **options)
+  except ValueError as error:
+    hint = " (try --data synthetic --input-shape cifar10)" if args.data == "digits" else ""
+    raise ValueError(f"{error}{hint}") from None
+  apply_fn, params = functional.split(model)
+  activation = model.activation.name if hasattr(model, "activation") else "relu"
+  if args.init:
+    params = init.initialise(args.init, params, jax.random.key(args.seed), **_init_options(args, activation))
+  if args.num_batches * args.batch_size > len(dataset.x):
+    raise ValueError(f"--num-batches x --batch-size = {args.num_batches * args.batch_size} exceeds the "
+                     f"{len(dataset.x)} examples of {dataset.name}")
+  batches = [dataset.batch(args.batch_size, seed=args.seed + i) for i in range(args.num_batches)]
+  print(f"pruning {args.model} ({sum(masks.layer_sizes(masks.dense_mask(params)))} prunable weights) with "
+        f"{args.method} to sparsity {args.sparsity} on {dataset.name} ...", flush=True)
+  start = time.perf_counter()
+  mask = pruning.prune(apply_fn, params, iter(batches), num_batches=args.num_batches, method=args.method,
+                       sparsity=args.sparsity, key=args.seed, rounds=args.rounds, schedule=args.schedule,
+                       scope=args.scope, on_collapse=args.on_collapse)
+  seconds = time.perf_counter() - start
+  table = masks.density(mask, order=functional.layer_order(apply_fn, params, batches[0][0][:1]))
+  collapsed = masks.collapsed_layers(mask)
+  settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
+              if key not in ("command", "x64")}
+  result = {"settings": settings, "activation": activation, "sparsity": masks.sparsity_of(mask),
+            "kept": sum(d.kept for d in table), "total": sum(d.total for d in table), "collapsed": collapsed,
+            "seconds": seconds, "layers": [d.to_dict() for d in table]}
+  out = args.out
+  masks.save_mask(out / "mask.npz", mask)
+  report.write_json(out / "density.json", result)
+  title = f"{args.model}, {args.method}, sparsity {args.sparsity}"
+  report.save_figure(report.plot_layer_density(table, title), out / "density.png")
+  rows = [[i, d.name, d.kept, d.total, d.fraction] for i, d in enumerate(table)]
+  if len(rows) > 16:
+    rows = rows[:8] + [["...", "", "", "", ""]] + rows[-8:]
+  print(report.format_table(["#", "layer", "kept", "total", "fraction"], rows))
+  print(f"sparsity {result['sparsity']:.6f} ({result['kept']} of {result['total']} kept) in {seconds:.1f} s"
+        + (f"; COLLAPSED: {', '.join(collapsed)}" if collapsed else "; no layer collapsed"))
+  print(f"wrote {out / 'mask.npz'}, {out / 'density.json'}, {out / 'density.png'}")
+  return 0
 
 
 def _activation(args):

@@ -105,3 +105,25 @@ def init_fn(model_fn: Callable[[jax.Array], nnx.Module]) -> tuple[ModelFn, Calla
 
   rest = jax.jit(lambda key: nnx.to_pure_dict(nnx.state(model_fn(key), nnx.Not(nnx.Param))))(jax.random.key(0))
   return ModelFn(graphdef, rest), init
+
+
+def layer_order(apply_fn: ApplyFn, params: Params, x: Array) -> list[str]:
+  """Parameter paths (``"stem/kernel"``) in the order the forward pass first uses them: network order.
+
+  Pytrees sort dictionary keys, so tree order is alphabetical (``blocks`` before ``stem``); tables and plots of
+  layers read better in the order the signal meets them. Found from the traced program (``jax.make_jaxpr``), so
+  it works for any ``apply_fn``; parameters the forward pass never reads come last, in tree order.
+  """
+  from mfprune.masks import path_name
+
+  flat, _ = jax.tree_util.tree_flatten_with_path(params)
+  jaxpr = jax.make_jaxpr(apply_fn)(params, x).jaxpr
+  param_vars = jaxpr.invars[:len(flat)]
+  first_use = {}
+  for index, eqn in enumerate(jaxpr.eqns):
+    for var in eqn.invars:
+      if not hasattr(var, "val"):
+        first_use.setdefault(var, index)
+  position = [first_use.get(var, len(jaxpr.eqns)) for var in param_vars]
+  order = sorted(range(len(flat)), key=lambda i: (position[i], i))
+  return [path_name(flat[i][0]) for i in order]

@@ -12,9 +12,7 @@ weights are pruned at sparsity ``s`` out of ``M`` (ties to even), but never all 
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -215,9 +213,19 @@ class LayerDensity:
     return {"name": self.name, "kept": self.kept, "total": self.total, "fraction": self.fraction}
 
 
-def density(mask: Mask) -> list[LayerDensity]:
-  """Per-layer density table (tree order) of a mask."""
-  return [LayerDensity(name, int(np.sum(np.asarray(m))), int(np.size(m))) for name, m in named_leaves(mask)]
+def density(mask: Mask, order: Sequence[str] | None = None) -> list[LayerDensity]:
+  """Per-layer density table of a mask.
+
+  Args:
+    mask: a mask.
+    order: parameter paths giving the row order (e.g. :func:`mfprune.functional.layer_order`, network order);
+      layers it does not name follow in tree order. Default: tree order (alphabetical keys).
+  """
+  table = [LayerDensity(name, int(np.sum(np.asarray(m))), int(np.size(m))) for name, m in named_leaves(mask)]
+  if order is not None:
+    rank = {name: i for i, name in enumerate(order)}
+    table.sort(key=lambda d: rank.get(d.name, len(rank)))
+  return table
 
 
 def sparsity_of(mask: Mask) -> float:
@@ -256,21 +264,10 @@ def check_collapse(mask: Mask, on_collapse: str = "raise") -> list[str]:
 
 def save_mask(path: str | os.PathLike, mask: Mask) -> Path:
   """Writes ``mask`` as ``.npz`` keyed by parameter path (``layers/0/kernel``), atomically."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  buffer = io.BytesIO()
-  np.savez_compressed(buffer, **{name: np.asarray(m, bool) for name, m in named_leaves(mask)})
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(buffer.getvalue())
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
-  return path
+  from mfprune.report import atomic_write
+
+  arrays = {name: np.asarray(m, bool) for name, m in named_leaves(mask)}
+  return atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 def load_mask(path: str | os.PathLike, params: Params) -> Mask:

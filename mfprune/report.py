@@ -6,14 +6,17 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from theory.eoc import EOCPoint, EOCStatus, PhaseDiagram
 
+if TYPE_CHECKING:
+  from mfprune.masks import LayerDensity
 
-def _atomic_write(path: str | os.PathLike, write) -> Path:
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
   """Writes via a temporary file in the target folder and ``os.replace``: readers never see a partial file."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +36,7 @@ def _atomic_write(path: str | os.PathLike, write) -> Path:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
   """Writes ``data`` as indented JSON, atomically; NaN and infinities must already be ``None``."""
   text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-  return _atomic_write(path, lambda handle: handle.write(text.encode()))
+  return atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -41,7 +44,7 @@ def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
   import matplotlib.pyplot as plt
 
   try:
-    return _atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=dpi, bbox_inches="tight"))
+    return atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=dpi, bbox_inches="tight"))
   finally:
     plt.close(figure)
 
@@ -127,3 +130,28 @@ def eoc_table(curve: EOCPoint) -> str:
   statuses = [EOCStatus(int(s)).name.lower() for s in np.atleast_1d(np.asarray(curve.status))]
   rows = [[*(float(col[i]) for col in columns), statuses[i]] for i in range(len(statuses))]
   return format_table(["sigma_b", "sigma_w", "q*", "chi", "dV/dq", "status"], rows)
+
+
+def plot_layer_density(table: Sequence[LayerDensity], title: str = ""):
+  """Bar chart of the kept fraction of every prunable layer, in network order (like [R] Fig. 2).
+
+  Collapsed layers (nothing kept) are marked in red; the dashed line is the overall density.
+  """
+  plt = _pyplot()
+  fractions = np.array([d.fraction for d in table])
+  overall = sum(d.kept for d in table) / max(1, sum(d.total for d in table))
+  figure, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(table) + 2), 3.6))
+  colours = ["tab:red" if d.kept == 0 else "tab:blue" for d in table]
+  ax.bar(np.arange(len(table)), fractions, color=colours, width=0.8)
+  ax.axhline(overall, color="black", linestyle="--", linewidth=1, label=f"overall {overall:.3g}")
+  ax.set_xlabel("prunable layer (network order)")
+  ax.set_ylabel("kept fraction")
+  ax.set_ylim(0, 1.02)
+  ax.set_xlim(-0.8, len(table) - 0.2)
+  if len(table) <= 24:
+    ax.set_xticks(np.arange(len(table)), [d.name.removesuffix("/kernel") for d in table], rotation=70,
+                  fontsize=7, ha="right")
+  ax.legend(loc="upper right", fontsize=8)
+  if title:
+    ax.set_title(title, fontsize=10)
+  return figure

@@ -6,8 +6,11 @@ import json
 import numpy as np
 import pytest
 
+import jax
+
 import theory
-from mfprune import cli
+from mfprune import cli, functional, masks
+from mfprune.models import create_model
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -73,6 +76,13 @@ def test_activation_parameters_reach_the_library(tmp_path):
     (["eoc", "-a", "tanh", "--sigma-b=-0.5,1"], "--sigma-b must be >= 0"),
     (["eoc", "-a", "elu", "--param", "alpha=-1"], "elu.alpha must be > 0"),
     (["eoc", "-a", "tanh", "--param", "slope=1"], "takes parameters"),
+    (["prune", "--model", "mlp", "--method", "snip", "--sparsity", "1"], "not a sparsity in [0, 1)"),
+    (["prune", "--model", "mlp", "--method", "snipp", "--sparsity", "0.5"], "invalid choice: 'snipp'"),
+    (["prune", "--model", "vgg16", "--method", "snip", "--sparsity", "0.5"], "try --data synthetic"),
+    (["prune", "--model", "mlp", "--method", "snip", "--sparsity", "0.5", "--init", "gaussian"],
+     "--init gaussian needs --sigma-w"),
+    (["prune", "--model", "mlp", "--method", "snip", "--sparsity", "0.5", "--init", "eoc", "--activation", "relu",
+      "--sigma-b", "0.5"], "relu"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(argv, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
@@ -91,3 +101,30 @@ def test_demo_writes_results(tmp_path):
   assert tanh["conditioning"]["eoc"]["well_conditioned"]
   assert not tanh["conditioning"]["ordered"]["well_conditioned"]
   assert (tmp_path / "phase_diagram.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_prune_writes_mask_density_and_chart(tmp_path, capsys):
+  out = tmp_path / "run"
+  argv = ["prune", "--model", "mlp", "--depth", "4", "--width", "32", "--method", "snip", "--sparsity", "0.9",
+          "--init", "eoc", "--sigma-b", "0.3", "--batch-size", "64", "--num-batches", "2", "--out", str(out)]
+  assert cli.main(argv) == 0
+  result = json.loads((out / "density.json").read_text())
+  assert [layer["name"] for layer in result["layers"]] == [f"layers/{i}/kernel" for i in range(4)]
+  assert result["kept"] == masks.keep_count(result["total"], 0.9)
+  assert result["settings"]["method"] == "snip" and result["collapsed"] == []
+  loaded = masks.load_mask(out / "mask.npz", functional.split(
+      create_model("mlp", input_shape="digits", depth=4, width=32))[1])
+  assert sum(int(np.sum(m)) for m in jax.tree_util.tree_leaves(loaded)) == result["kept"]
+  assert (out / "density.png").read_bytes()[:4] == b"\x89PNG"
+  assert "no layer collapsed" in capsys.readouterr().out
+
+
+def test_prune_reports_collapse_in_the_outputs(tmp_path):
+  """A badly scaled deep tanh net at 99.5% loses whole layers; the default warns and the JSON names them."""
+  out = tmp_path / "run"
+  argv = ["prune", "--model", "mlp", "--depth", "12", "--width", "16", "--init", "gaussian", "--sigma-w", "0.3",
+          "--sigma-b", "0.3", "--method", "snip", "--sparsity", "0.995", "--out", str(out)]
+  with pytest.warns(UserWarning, match="removes every weight"):
+    assert cli.main(argv) == 0
+  result = json.loads((out / "density.json").read_text())
+  assert result["collapsed"] and all(name.endswith("kernel") for name in result["collapsed"])

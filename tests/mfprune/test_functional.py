@@ -50,3 +50,13 @@ def test_linearised_falls_back_to_the_apply_fn():
   assert functional.linearised(plain) is plain
   apply_fn, _ = functional.split(MLP((3,), 2, depth=2, width=4, rngs=nnx.Rngs(0)))
   assert functional.linearised(apply_fn) == apply_fn.linearised
+
+
+def test_layer_order_is_network_order():
+  model = ResNet((8, 8, 3), 4, depth=8, width_multiplier=0.25, rngs=nnx.Rngs(0))
+  apply_fn, params = functional.split(model)
+  order = [n for n in functional.layer_order(apply_fn, params, jnp.ones((1, 8, 8, 3))) if n.endswith("kernel")]
+  assert order[:3] == ["stem/kernel", "blocks/0/conv1/kernel", "blocks/0/conv2/kernel"]
+  assert order[-1] == "readout/kernel"
+  assert sorted(order) == sorted(n for n in order)  # every kernel appears once
+  assert len(order) == len(set(order)) == 8 + 2  # stem, 6 block convs, 2 shortcuts, read-out
