@@ -7,7 +7,7 @@ from typing import Sequence
 import jax
 from flax import nnx
 
-from mfprune.models.layers import Conv, Dense, activation_fn, avg_pool, flatten, renormalise
+from mfprune.models.layers import Conv, Dense, activation_fn, avg_pool, flatten, renormalise, sequential
 from theory.activations import ActivationLike
 
 
@@ -65,12 +65,7 @@ class VanillaCNN(nnx.Module):
 
   def __call__(self, x: jax.Array, *, linear: bool = False) -> jax.Array:
     h = x.reshape(x.shape[0], -1, x.shape[-1]) if self.dims == 1 else x
-    for i, conv in enumerate(self.convs):
-      if i > 0 and not linear:
-        h = self.activation(h)
-      h = conv(h, linear=linear)
-      if linear:
-        h = renormalise(h)
+    h = sequential(self.convs, h, self.activation, linear=linear)
     if not linear:
       h = self.activation(h)
     return self.readout(flatten(h), linear=linear)

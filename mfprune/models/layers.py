@@ -52,6 +52,20 @@ def renormalise(h: Array) -> Array:
   return h / jnp.where(scale > 0, scale, 1.0)  # an all-zero signal (a collapsed layer) stays zero, gradients finite
 
 
+def sequential(layers, h: Array, activation: Callable[[Array], Array], *, linear: bool) -> Array:
+  """``layer_n(φ(... φ(layer_1(h))))``: φ between layers, none before the first or after the last.
+
+  In linearised mode φ is skipped and the signal is renormalised after every layer.
+  """
+  for i, layer in enumerate(layers):
+    if i > 0 and not linear:
+      h = activation(h)
+    h = layer(h, linear=linear)
+    if linear:
+      h = renormalise(h)
+  return h
+
+
 def _normal_init(key, shape, dtype=jnp.float32):
   """N(0, 1/fan_in) with fan_in = prod(shape[:-1]): LeCun normal; ``mfprune.init`` sets the paper's inits."""
   fan_in = 1

@@ -8,7 +8,7 @@ from typing import Sequence
 import jax
 from flax import nnx
 
-from mfprune.models.layers import Dense, activation_fn, flatten, renormalise
+from mfprune.models.layers import Dense, activation_fn, flatten, sequential
 from theory.activations import ActivationLike
 
 
@@ -37,11 +37,4 @@ class MLP(nnx.Module):
     self.layers = nnx.List([Dense(a, b, use_bias=use_bias, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
 
   def __call__(self, x: jax.Array, *, linear: bool = False) -> jax.Array:
-    h = flatten(x)
-    for i, layer in enumerate(self.layers):
-      if i > 0 and not linear:
-        h = self.activation(h)
-      h = layer(h, linear=linear)
-      if linear:
-        h = renormalise(h)
-    return h
+    return sequential(self.layers, flatten(x), self.activation, linear=linear)

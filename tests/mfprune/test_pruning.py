@@ -56,7 +56,7 @@ def test_conformance(model, method):
   assert sum(int(np.sum(b[1])) for b in jax.tree_util.tree_leaves(vmapped)) == kept
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ["random", "snip", "synflow"])  # selection is scorer-independent
 def test_layerwise_scope_keeps_each_layers_share(method):
   apply_fn, init, shape = MODELS["resnet"]
   batch = batch_for(shape)
