@@ -89,11 +89,10 @@ def make_pruner(apply_fn: Callable, method: str, counts: np.ndarray, *, scope: s
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_pruner(apply_fn: Callable, method: str, counts: tuple, scope: str, options: tuple) -> Callable:
-  """The jitted pruner, cached so that repeated calls with the same model and settings compile once."""
-  counts_array = np.asarray(counts, np.int32).T
-  if scope == "global":
-    counts_array = counts_array[:, 0]
+def _compiled_pruner(apply_fn: Callable, method: str, shape: tuple[int, ...], counts: tuple[int, ...], scope: str,
+                     options: tuple) -> Callable:
+  """The jitted pruner, cached (by hashable arguments) so repeated calls with the same settings compile once."""
+  counts_array = np.asarray(counts, np.int32).reshape(shape)
   return jax.jit(make_pruner(apply_fn, method, counts_array, scope=scope, **dict(options)))
 
 
@@ -174,7 +173,7 @@ def prune(apply_fn: Callable, params: Params, batch: Batch | Iterable | None = N
     key = 0
   if isinstance(key, (int, np.integer)):
     key = jax.random.key(int(key))
-  pruner = _compiled_pruner(apply_fn, method, tuple(map(tuple, np.atleast_2d(counts.T))), scope,
+  pruner = _compiled_pruner(apply_fn, method, counts.shape, tuple(counts.ravel().tolist()), scope,
                             tuple(sorted(options.items())))
   new_mask, finite = pruner(params, mask, batch, key)
   finite = np.asarray(finite)
