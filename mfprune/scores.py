@@ -81,7 +81,9 @@ def random(apply_fn, params, mask, batch, key) -> Scores:
   del apply_fn, batch
   leaves, treedef = jax.tree_util.tree_flatten(mask)
   keys = jax.random.split(key, len(leaves))
-  return jax.tree_util.tree_unflatten(treedef, [jax.random.uniform(k, m.shape) for k, m in zip(keys, leaves)])
+  # One flat draw per layer, reshaped: compiles several times faster on CPU than a multi-dimensional shape.
+  return jax.tree_util.tree_unflatten(
+      treedef, [jax.random.uniform(k, (m.size,)).reshape(m.shape) for k, m in zip(keys, leaves)])
 
 
 def magnitude(apply_fn, params, mask, batch, key) -> Scores:
