@@ -74,7 +74,7 @@ def merge(apply_fn: ModelFn, params: Params) -> nnx.Module:
   return apply_fn.module(params)
 
 
-def linearised(apply_fn: ApplyFn) -> ApplyFn:
+def linearised(apply_fn: ApplyFn | LinearisableApplyFn) -> ApplyFn:
   """``apply_fn.linearised`` when the model offers one, else ``apply_fn`` itself.
 
   A hand-written ``apply_fn`` without a linearised mode is used as it is: SynFlow then scores the network it
