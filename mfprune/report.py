@@ -33,9 +33,24 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
   return path
 
 
+def jsonable(data: Any) -> Any:
+  """``data`` with NumPy scalars/arrays as Python numbers/lists and non-finite floats (NaN, ±inf) as ``None``."""
+  if isinstance(data, Mapping):
+    return {str(key): jsonable(value) for key, value in data.items()}
+  if isinstance(data, (list, tuple)):
+    return [jsonable(value) for value in data]
+  if isinstance(data, np.ndarray) or (hasattr(data, "shape") and hasattr(data, "dtype")):
+    return jsonable(np.asarray(data).tolist())
+  if isinstance(data, (np.integer, np.bool_)):
+    return data.item()
+  if isinstance(data, (float, np.floating)):
+    return float(data) if np.isfinite(data) else None
+  return data
+
+
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-  """Writes ``data`` as indented JSON, atomically; NaN and infinities must already be ``None``."""
-  text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+  """Writes ``data`` as indented JSON, atomically; NaN and infinities become ``null`` (:func:`jsonable`)."""
+  text = json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n"
   return atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
@@ -49,7 +64,8 @@ def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     plt.close(figure)
 
 
-def _pyplot():
+def pyplot():
+  """``matplotlib.pyplot`` with the non-interactive Agg backend (figures are written to files)."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -67,7 +83,7 @@ def plot_phase_diagrams(diagrams: Mapping[str, PhaseDiagram]):
   Returns:
     A matplotlib figure.
   """
-  plt = _pyplot()
+  plt = pyplot()
   from matplotlib.colors import TwoSlopeNorm
 
   n = len(diagrams)
@@ -137,7 +153,7 @@ def plot_layer_density(table: Sequence[LayerDensity], title: str = ""):
 
   Collapsed layers (nothing kept) are marked in red; the dashed line is the overall density.
   """
-  plt = _pyplot()
+  plt = pyplot()
   fractions = np.array([d.fraction for d in table])
   overall = sum(d.kept for d in table) / max(1, sum(d.total for d in table))
   figure, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(table) + 2), 3.6))
@@ -154,4 +170,36 @@ def plot_layer_density(table: Sequence[LayerDensity], title: str = ""):
   ax.legend(loc="upper right", fontsize=8)
   if title:
     ax.set_title(title, fontsize=10)
+  return figure
+
+
+def plot_training_curves(history: Sequence[Mapping[str, Any]], title: str = "", labels: Sequence[str] | None = None):
+  """Loss and accuracy against step from the records of :func:`mfprune.train.train` (``metrics.jsonl``).
+
+  One line per split (train, validation, test); for an ensemble, one line per member and split, named by
+  ``labels`` when given.
+  """
+  plt = pyplot()
+  figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  styles = {"train": "-", "validation": "--", "test": ":"}
+  splits = [s for s in styles if any(r["split"] == s for r in history)]
+  for split in splits:
+    records = [r for r in history if r["split"] == split]
+    steps = np.array([r["step"] for r in records])
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+      values = np.array([np.atleast_1d(r[metric]) for r in records], dtype=float)
+      for member in range(values.shape[1] if values.size else 0):
+        name = labels[member] if labels is not None else (f"#{member}" if values.shape[1] > 1 else "")
+        ax.plot(steps, values[:, member], styles[split], color=f"C{member % 10}", marker="." if len(steps) < 4
+                else None, label=f"{split} {name}".strip())
+  for ax, metric in zip(axes, ("loss", "accuracy")):
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+  axes[1].set_ylim(0, 1.02)
+  handles, names = axes[1].get_legend_handles_labels()
+  if handles:
+    axes[1].legend(handles, names, fontsize=7, loc="lower right", ncol=1 + len(names) // 8)
+  if title:
+    figure.suptitle(title, fontsize=10)
   return figure
