@@ -6,11 +6,17 @@ linear part that SynFlow's path objective needs ([P] §3-4, eq. 15; THEORY.md §
 :func:`renormalise` after every layer (or residual block) in that mode: dividing the whole signal by a positive
 scalar held constant under differentiation multiplies the path objective by one global factor, which leaves every
 score ranking unchanged and keeps deep networks from overflowing.
+
+:func:`record_outputs` lets a caller collect what every :class:`Dense` and :class:`Conv` returns (the
+pre-activations ``h^l`` of [R] eq. 1-3) during one forward pass; :mod:`mfprune.signal` uses it. Outside that
+context the layers record nothing.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+import contextvars
+from typing import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +50,37 @@ def activation_fn(activation: theory.activations.ActivationLike) -> StaticFn:
   """
   act = theory.get_activation(activation)
   return StaticFn(act.__call__, act.name)
+
+
+_RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar("mfprune_layer_outputs", default=None)
+
+
+@contextlib.contextmanager
+def record_outputs() -> Iterator[list[tuple[nnx.Module, Array]]]:
+  """Collects ``(layer, output)`` for every :class:`Dense` and :class:`Conv` call made inside the ``with`` block.
+
+  The list fills in call order (network order); ``linear=True`` calls are recorded too. Recording happens in Python
+  while a forward pass runs or is traced, so it costs nothing when no block is active and works inside
+  ``jax.jit``/``jax.vmap`` provided the block and the forward pass sit in the same traced function, which returns
+  the recorded arrays (a forward pass jitted on its own inside the block would record its internal tracers).
+  Blocks nest; each one sees only the calls made while it is the innermost.
+
+  Yields:
+    The list that receives ``(layer module, output array)`` pairs.
+  """
+  records: list[tuple[nnx.Module, Array]] = []
+  token = _RECORD.set(records)
+  try:
+    yield records
+  finally:
+    _RECORD.reset(token)
+
+
+def _record(layer: nnx.Module, y: Array) -> Array:
+  records = _RECORD.get()
+  if records is not None:
+    records.append((layer, y))
+  return y
 
 
 def renormalise(h: Array) -> Array:
@@ -86,7 +123,7 @@ class Dense(nnx.Module):
     y = x @ self.kernel[...]
     if self.bias is not None and not linear:
       y = y + self.bias[...]
-    return y
+    return _record(self, y)
 
 
 class Conv(nnx.Module):
@@ -118,7 +155,7 @@ class Conv(nnx.Module):
         dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
     if self.bias is not None and not linear:
       y = y + self.bias[...]
-    return y
+    return _record(self, y)
 
 
 class BatchNorm(nnx.Module):

@@ -92,17 +92,6 @@ def test_bad_input_exits_2_with_one_clear_line(argv, message, capsys):
 
 
 @pytest.mark.slow
-def test_demo_writes_results(tmp_path):
-  results = cli.main(["demo", "--out", str(tmp_path)])
-  assert results == 0
-  data = json.loads((tmp_path / "eoc.json").read_text())
-  tanh = data["activations"]["tanh"]
-  assert tanh["probes"]["eoc"]["phase"] == "eoc"
-  assert tanh["conditioning"]["eoc"]["well_conditioned"]
-  assert not tanh["conditioning"]["ordered"]["well_conditioned"]
-  assert (tmp_path / "phase_diagram.png").read_bytes()[:4] == b"\x89PNG"
-
-
 def test_prune_writes_mask_density_and_chart(tmp_path, capsys):
   out = tmp_path / "run"
   argv = ["prune", "--model", "mlp", "--depth", "4", "--width", "32", "--method", "snip", "--sparsity", "0.9",

@@ -1,8 +1,8 @@
-"""``make demo``: the edge of chaos of tanh and SiLU networks, what it predicts, as a table, JSON and PNG.
+"""Demo part 1: the edge of chaos of tanh and SiLU networks, what it predicts, as a table, JSON and PNG.
 
 For each activation: the EOC curve σw(σb) ([R] App. B.1.3), the phase, χ and depth scales of three initialisations
 at one σb (ordered, EOC, chaotic), the well-/ill-conditioning verdict of Definition 1 of [R] for a depth-20 network
-(Theorem 1), and a phase diagram. Later issues extend this demo with pruning and training.
+(Theorem 1), and a phase diagram.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _probes(activation: str) -> dict[str, float]:
 
 
 def run(out: Path) -> dict:
-  """Computes everything, prints a summary, writes ``out/eoc.json`` and ``out/phase_diagram.png``.
+  """Computes the EOC part, prints a summary, writes ``out/eoc.json`` and ``out/phase_diagram.png``.
 
   Args:
     out: output folder (created if missing).
@@ -43,7 +43,7 @@ def run(out: Path) -> dict:
   results: dict = {"activations": {}, "depth": DEPTH, "probe_sigma_b": PROBE_SIGMA_B}
   diagrams = {}
   steps = [(a, s) for a in ACTIVATIONS for s in ("EOC curve", "phases", "conditioning", "phase diagram")]
-  for activation, step in tqdm(steps, desc="demo", unit="step"):
+  for activation, step in tqdm(steps, desc="edge of chaos", unit="step", leave=False):
     entry = results["activations"].setdefault(activation, {})
     if step == "EOC curve":
       entry["eoc"] = theory.eoc_curve(activation, SIGMA_B).to_dict()
