@@ -597,8 +597,10 @@ def train(apply_fn: Callable, params: Params, mask: Mask | None, splits: data_li
   jax.block_until_ready(state.params)
   elapsed = time.perf_counter() - (timed_from or started)
   throughput = timed_steps * config.batch_size * members / elapsed if timed_steps else float("nan")
-  if not final and start_step == config.steps:
-    final = evaluate(config.steps)
+  if not final and start_step == config.steps:  # resumed a finished run: its last evaluation is in the history
+    final = {r["split"]: {"loss": r["loss"], "accuracy": r["accuracy"]} for r in history
+             if r["split"] != "train" and r["step"] == config.steps}
+    final = final or evaluate(config.steps)
   result = TrainResult(state, history, final, time.perf_counter() - started, throughput, start_step)
   if out is not None:
     checkpoints.save(config.steps, state)

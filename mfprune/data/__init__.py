@@ -26,18 +26,17 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from mfprune.data import dataset as _dataset
 from mfprune.data.augmentation import augment
 from mfprune.data.batching import batch_indices, epoch_permutation
 from mfprune.data.builtin import DIGITS_TEST_FRACTION, _digits_splits, digits, synthetic
 from mfprune.data.cifar import cifar10, cifar100
-from mfprune.data.dataset import Dataset, PathLike, Splits, _make_splits
+from mfprune.data.dataset import INPUT_SHAPES, Dataset, PathLike, Splits, _make_splits
 from mfprune.data.idx import FASHION_MNIST_DIR, fashion_mnist, mnist, read_idx
 from mfprune.data.tinyimagenet import tiny_imagenet
 
 __all__ = [
     "DATASETS", "load", "load_splits",
-    "Dataset", "PathLike", "Splits",
+    "INPUT_SHAPES", "Dataset", "PathLike", "Splits",
     "augment",
     "batch_indices", "epoch_permutation",
     "DIGITS_TEST_FRACTION", "digits", "synthetic",
@@ -46,7 +45,6 @@ __all__ = [
     "tiny_imagenet",
 ]
 
-_SHAPES = _dataset._SHAPES  # private; kept as data._SHAPES for the test that compares it with models.INPUT_SHAPES
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet", "synthetic")
 """Names :func:`load_splits` and :func:`load` accept."""

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mfprune.data.dataset import PathLike, Splits, _check_labels, _make_splits
+from mfprune.data.dataset import PathLike, Splits, _check_labels, _make_splits, read_file
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -29,11 +29,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_pickle(path: Path) -> dict:
-  try:
-    with open(path, "rb") as stream:
-      content = stream.read()
-  except FileNotFoundError:
-    raise FileNotFoundError(f"{path}: no such file") from None
+  content = read_file(path)
   try:
     batch = _ArrayUnpickler(io.BytesIO(content), encoding="bytes").load()
   except Exception as error:  # corrupt pickles raise many types

@@ -1,9 +1,12 @@
-"""The :class:`Dataset` and :class:`Splits` types, per-channel standardisation and train/validation/test splitting."""
+"""The :class:`Dataset` and :class:`Splits` types, per-channel standardisation, train/validation/test splitting, and
+reading a (possibly gzipped) file."""
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import os
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -12,9 +15,7 @@ from mfprune.data.batching import _SALT_VALIDATION, _check_batch_size, _permutat
 
 PathLike = str | os.PathLike
 
-# One example's shape and class count; kept equal to mfprune.models.INPUT_SHAPES (a test checks it) without importing
-# the models (and Flax) here.
-_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+INPUT_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "digits": ((8, 8, 1), 10),
     "mnist": ((28, 28, 1), 10),
     "fashion-mnist": ((28, 28, 1), 10),
@@ -22,6 +23,7 @@ _SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "cifar100": ((32, 32, 3), 100),
     "tiny-imagenet": ((64, 64, 3), 200),
 }
+"""Data set name -> (shape of one example ``(H, W, C)``, number of classes); ``mfprune.models`` re-exports it."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -178,3 +180,19 @@ def _check_labels(labels: np.ndarray, count: int, num_classes: int, where: str) 
   if count and (labels.min() < 0 or labels.max() >= num_classes):
     raise ValueError(f"{where}: labels must lie in [0, {num_classes}); found {labels.min()}..{labels.max()}")
   return labels.astype(np.int32)
+
+
+def read_file(path: Path) -> bytes:
+  """A file's bytes, gunzipped when it starts with the gzip magic (whatever its name); a missing file raises
+  ``FileNotFoundError`` naming it, corrupt gzip data ``ValueError``."""
+  try:
+    with open(path, "rb") as stream:
+      content = stream.read()
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{path}: no such file") from None
+  if content[:2] == b"\x1f\x8b":
+    try:
+      content = gzip.decompress(content)
+    except (OSError, EOFError, ValueError) as error:
+      raise ValueError(f"{path}: corrupt or truncated gzip data ({error})") from None
+  return content

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
 
-from mfprune.data.dataset import _SHAPES, PathLike, Splits, _check_labels, _make_splits
+from mfprune.data.dataset import INPUT_SHAPES, PathLike, Splits, _check_labels, _make_splits, read_file
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's ``dataset-fashion-mnist`` package puts the four IDX files (the default of :func:`fashion_mnist`)."""
@@ -15,21 +14,6 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _MNIST_FILES = (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                 ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
-
-
-def _read_bytes(path: Path) -> bytes:
-  """A file's bytes, gunzipped when it starts with the gzip magic (whatever its name)."""
-  try:
-    with open(path, "rb") as stream:
-      content = stream.read()
-  except FileNotFoundError:
-    raise FileNotFoundError(f"{path}: no such file") from None
-  if content[:2] == b"\x1f\x8b":
-    try:
-      content = gzip.decompress(content)
-    except (OSError, EOFError, ValueError) as error:
-      raise ValueError(f"{path}: corrupt or truncated gzip data ({error})") from None
-  return content
 
 
 def read_idx(path: PathLike) -> np.ndarray:
@@ -50,7 +34,7 @@ def read_idx(path: PathLike) -> np.ndarray:
       trailing data), or the gzip stream is corrupt.
   """
   path = Path(path)
-  content = _read_bytes(path)
+  content = read_file(path)
   if len(content) < 4:
     raise ValueError(f"{path}: not an IDX file: {len(content)} bytes, shorter than the 4-byte magic")
   if content[0] != 0 or content[1] != 0 or content[2] not in _IDX_DTYPES:
@@ -87,7 +71,7 @@ def _idx_splits(name: str, data_dir: PathLike, hint: str, validation_fraction: f
     state = "does not exist" if not directory.is_dir() else f"lacks {', '.join(missing)} (with or without .gz)"
     raise FileNotFoundError(f"{name}: directory {directory} {state}; expected the IDX files "
                             f"{', '.join(s + '[.gz]' for s in stems)} there{hint}")
-  (height, width, _), num_classes = _SHAPES[name]
+  (height, width, _), num_classes = INPUT_SHAPES[name]
   parts = []
   for image_stem, label_stem in _MNIST_FILES:
     images = read_idx(found[image_stem])

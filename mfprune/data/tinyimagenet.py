@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mfprune.data.dataset import _SHAPES, PathLike, Splits, _make_splits
+from mfprune.data.dataset import INPUT_SHAPES, PathLike, Splits, _make_splits
 
 
 def _read_images(paths: Sequence[Path], size: tuple[int, int]) -> np.ndarray:
@@ -95,7 +95,7 @@ def tiny_imagenet(data_dir: PathLike, *, validation_fraction: float = 0.0, seed:
                        f"wnids.txt; got {line!r}")
     test_paths.append(root / "val" / "images" / fields[0])
     test_labels.append(label_of[fields[1]])
-  size = _SHAPES["tiny-imagenet"][0][:2]
+  size = INPUT_SHAPES["tiny-imagenet"][0][:2]
   train = (_read_images(train_paths, size), np.asarray(train_labels, np.int32))
   test = (_read_images(test_paths, size), np.asarray(test_labels, np.int32))
   return _make_splits("tiny-imagenet", len(wnids), train, test, validation_fraction, seed)

@@ -18,15 +18,7 @@ from mfprune.models.mlp import MLP
 from mfprune.models.resnet import RESNET_DEPTHS, BasicBlock, ResNet
 from mfprune.models.vgg import VGG, VGG16_STAGES
 
-INPUT_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
-    "digits": ((8, 8, 1), 10),
-    "mnist": ((28, 28, 1), 10),
-    "fashion-mnist": ((28, 28, 1), 10),
-    "cifar10": ((32, 32, 3), 10),
-    "cifar100": ((32, 32, 3), 100),
-    "tiny-imagenet": ((64, 64, 3), 200),
-}
-"""Data set name -> (shape of one example ``(H, W, C)``, number of classes)."""
+from mfprune.data.dataset import INPUT_SHAPES  # noqa: E402  (one table: data set name -> (example shape, classes))
 
 _MODELS: dict[str, tuple[Callable[..., nnx.Module], dict[str, Any], str]] = {
     "mlp": (MLP, {"depth": 5, "width": 100}, "fully connected net (depth, width, activation, use_bias)"),

@@ -103,7 +103,7 @@ def sequential(layers, h: Array, activation: Callable[[Array], Array], *, linear
   return h
 
 
-def _normal_init(key, shape, dtype=jnp.float32):
+def _normal_init(key, shape, dtype=None):
   """N(0, 1/fan_in) with fan_in = prod(shape[:-1]): LeCun normal; ``mfprune.init`` sets the paper's inits."""
   fan_in = 1
   for n in shape[:-1]:

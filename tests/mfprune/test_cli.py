@@ -117,3 +117,43 @@ def test_prune_reports_collapse_in_the_outputs(tmp_path):
     assert cli.main(argv) == 0
   result = json.loads((out / "density.json").read_text())
   assert result["collapsed"] and all(name.endswith("kernel") for name in result["collapsed"])
+
+
+def test_train_prunes_repairs_trains_and_resumes(tmp_path, capsys):
+  out = tmp_path / "run"
+  argv = ["train", "--model", "mlp", "--depth", "4", "--width", "16", "--activation", "tanh", "--init", "eoc",
+          "--sigma-b", "0.3", "--method", "snip", "--sparsity", "0.8", "--rescale", "--optimizer", "momentum",
+          "--lr", "0.05", "--steps", "20", "--seeds", "2", "--checkpoint-every", "10", "--no-progress",
+          "--out", str(out)]
+  assert cli.main(argv) == 0
+  printed = capsys.readouterr().out
+  assert "test accuracy" in printed and "resumed" not in printed
+  for name in ("config.json", "mask.npz", "density.png", "diagnostics.json", "metrics.jsonl", "curves.png",
+               "result.json"):
+    assert (out / name).exists(), name
+  diagnostics = json.loads((out / "diagnostics.json").read_text())
+  assert [m["seed"] for m in diagnostics["members"]] == [0, 1]
+  assert all(abs(m["sparsity"] - 0.8) < 1e-3 and m["jacobian"]["mean"] > 0 for m in diagnostics["members"])
+  result = json.loads((out / "result.json").read_text())
+  assert len(result["final"]["test"]["accuracy"]) == 2
+  metrics = (out / "metrics.jsonl").read_text()
+  # The run is complete: --resume restores step 20 and changes nothing; without --resume the folder is refused.
+  assert cli.main(argv + ["--resume"]) == 0
+  assert "resumed from step 20" in capsys.readouterr().out
+  assert (out / "metrics.jsonl").read_text() == metrics
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(argv)
+  assert exit_info.value.code == 2 and "already holds checkpoints" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "-5"], "is not an integer >= 1"),
+    (["--data", "mnist", "--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist"),
+    (["--sparsity", "0.5"], "--sparsity needs --method"),
+    (["--resume", "--out", "/nonexistent/run"], "cannot resume"),
+])
+def test_train_bad_input_exits_2_with_one_clear_line(extra, message, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["train", "--model", "mlp", "--depth", "2", "--no-progress", *extra])
+  assert exit_info.value.code == 2
+  assert message in capsys.readouterr().err
