@@ -204,7 +204,7 @@ def load_data(args: argparse.Namespace):
   return data.load_splits(args.data, args.data_dir, **options)
 
 
-def model_fns(args: argparse.Namespace, splits) -> tuple[Any, Callable, str]:
+def build_model(args: argparse.Namespace, splits) -> tuple[Any, Callable, str]:
   """``(apply_fn, init, activation name)`` of the model the options describe, for the data's shape."""
   from mfprune import pipeline
 

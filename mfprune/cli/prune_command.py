@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
   from mfprune import masks, pipeline, pruning, report
 
   splits = arguments.load_data(args)
-  apply_fn, init, activation = arguments.model_fns(args, splits)
+  apply_fn, init, activation = arguments.build_model(args, splits)
   params = pipeline.initial_params(init, args.seed, args.init, **arguments.init_options(args, activation))
   dataset = splits.train
   if args.num_batches * args.batch_size > len(dataset.x):

@@ -70,6 +70,9 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+  import json
+
+  import jax
   import numpy as np
 
   from mfprune import masks, pipeline, report, signal, train
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError("--sparsity needs --method (the pruning method)")
   config = _config(args)  # validates the training numbers before any work
   splits = arguments.load_data(args)
-  apply_fn, init, activation = arguments.model_fns(args, splits)
+  apply_fn, init, activation = arguments.build_model(args, splits)
   x_probe = splits.train.x[:min(64, len(splits.train.x))]
   seeds = list(range(args.seed, args.seed + args.seeds))
   saved_mask = args.out / "mask.npz"
@@ -88,21 +91,24 @@ def run(args: argparse.Namespace) -> int:
   if not args.resume and (args.out / "checkpoints").is_dir() and any((args.out / "checkpoints").iterdir()):
     raise ValueError(f"{args.out} already holds checkpoints: add --resume to continue that run, or choose another "
                      "--out")
+  if args.resume:  # the checkpoint holds the parameters; the masks were saved when the run started
+    abstract = jax.eval_shape(jax.vmap(init), jax.random.split(jax.random.key(0), len(seeds)))
+    saved_masks = train.unstack(masks.load_mask(saved_mask, abstract))
   members, member_masks, diagnostics = [], [], []
   print(f"{args.model} on {splits.name}: {len(seeds)} seed(s), "
         f"{args.method or 'dense'} at sparsity {args.sparsity}" + (f", rescale {args.rescale}" if args.rescale else "")
         + (f", {args.isometry} AI steps" if args.isometry else ""), flush=True)
   for index, seed in enumerate(seeds):  # pruning compiles once; the loop reuses it
     params = pipeline.initial_params(init, seed, args.init, **arguments.init_options(args, activation))
-    if args.resume:  # the checkpoint holds the parameters; the masks were saved when the run started
-      mask = masks.load_mask(saved_mask, train.stack([params] * len(seeds)))
-      mask = train.unstack(mask)[index]
-    else:
-      batches = [splits.train.batch(args.batch_size, seed=seed + i) for i in range(args.num_batches)]
-      params, mask = pipeline.prune_and_repair(
-          apply_fn, params, iter(batches), method=args.method, sparsity=args.sparsity, key=seed,
-          rescale=args.rescale, isometry_steps=args.isometry, num_batches=args.num_batches, rounds=args.rounds,
-          schedule=args.prune_schedule, scope=args.scope, on_collapse=args.on_collapse)
+    if args.resume:
+      members.append(params)  # only its structure matters: train() restores the checkpoint
+      member_masks.append(saved_masks[index])
+      continue
+    batches = [splits.train.batch(args.batch_size, seed=seed + i) for i in range(args.num_batches)]
+    params, mask = pipeline.prune_and_repair(
+        apply_fn, params, iter(batches), method=args.method, sparsity=args.sparsity, key=seed,
+        rescale=args.rescale, isometry_steps=args.isometry, num_batches=args.num_batches, rounds=args.rounds,
+        schedule=args.prune_schedule, scope=args.scope, on_collapse=args.on_collapse)
     members.append(params)
     member_masks.append(mask)
     jacobian = signal.jacobian_statistics(apply_fn, params, x_probe, mask=mask)
@@ -111,16 +117,19 @@ def run(args: argparse.Namespace) -> int:
   ensemble = len(seeds) > 1
   params = train.stack(members) if ensemble else members[0]
   mask = train.stack(member_masks) if ensemble else member_masks[0]
-  if not args.resume:
+  if args.resume:
+    diagnostics = json.loads((args.out / "diagnostics.json").read_text())["members"]
+  else:
     masks.save_mask(saved_mask, train.stack(member_masks))  # (K, ...) leaves, K = 1 for one seed
-  table = density_chart(args.out, member_masks[0], apply_fn, members[0], x_probe,
-                        f"{args.model}, {args.method or 'dense'}, sparsity {args.sparsity}")
-  report.write_json(args.out / "diagnostics.json", {"activation": activation, "members": diagnostics,
-                                                    "layers_seed0": [d.to_dict() for d in table]})
+    table = density_chart(args.out, member_masks[0], apply_fn, members[0], x_probe,
+                          f"{args.model}, {args.method or 'dense'}, sparsity {args.sparsity}")
+    report.write_json(args.out / "diagnostics.json", {"activation": activation, "members": diagnostics,
+                                                      "layers_seed0": [d.to_dict() for d in table]})
   start = time.perf_counter()
   result = train.train(apply_fn, params, mask, splits, config, out=args.out, resume=args.resume,
                        ensemble=ensemble, devices=args.devices, progress=not args.no_progress,
-                       extra_config={"settings": arguments.settings(args), "title": f"{args.model} {args.method}"})
+                       extra_config={"settings": arguments.settings(args), "title": f"{args.model} {args.method}"},
+                       labels=[f"seed {seed}" for seed in seeds])
   accuracy = np.atleast_1d(result.final["test"]["accuracy"])
   rows = [[seed, d["sparsity"], ", ".join(d["collapsed"]) or "-", d["jacobian"]["mean"], acc]
           for seed, d, acc in zip(seeds, diagnostics, accuracy)]
