@@ -38,6 +38,7 @@ import numpy as np
 import optax
 
 import theory
+from theory.sparsity import lottery_keep_probability  # the one definition ([R] App. H); re-exported here
 from mfprune import masks
 from mfprune.masks import Mask, Params, Prunable, is_kernel
 from theory._validation import is_concrete
@@ -51,7 +52,6 @@ __all__ = [
 Array = jax.Array
 Factors = Any  # pytree like params: float arrays broadcasting against the kernel (masked leaves) or None
 GRANULARITIES = ("row", "layer")
-KEEP_PROBABILITY_RTOL = 1e-5
 """Relative slack when comparing ``σw`` with ``σw,EOC`` (the EOC solver works in float32 by default)."""
 
 
@@ -271,31 +271,6 @@ def _fractions(params: Params, mask: Mask) -> Any:
 # ---------------------------------------------------------------------------------------------------------------
 # Weak lottery tickets.
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def lottery_keep_probability(sigma_w: float, sigma_w_eoc: float) -> float:
-  """Keep probability ``p = σ²_{w,EOC} / σ²_w`` of the EOC winning ticket ([R] App. H, Theorems 3-4).
-
-  A Bernoulli(p) mask multiplies the effective ``σw²`` by ``p`` in expectation, so it turns a net initialised with
-  ``(σb, σw)`` into one initialised at ``(σb, σw,EOC)``. Pruning can only lower the variance, hence ``σw >= σw,EOC``
-  (equality, up to a relative ``1e-5`` for the solver's float32, gives ``p = 1``).
-
-  Args:
-    sigma_w: the initialisation's weight scale, ``> 0``.
-    sigma_w_eoc: the EOC weight scale at the same ``σb`` (:func:`theory.eoc_sigma_w`), ``> 0``.
-
-  Returns:
-    ``p`` in ``(0, 1]``.
-
-  Raises:
-    ValueError: a non-positive or non-finite argument, or ``sigma_w < sigma_w_eoc`` (no mask raises the variance).
-  """
-  sigma_w = _check_positive("sigma_w", sigma_w, "the initialisation's weight scale")
-  sigma_w_eoc = _check_positive("sigma_w_eoc", sigma_w_eoc, "the EOC weight scale")
-  if sigma_w < sigma_w_eoc * (1 - KEEP_PROBABILITY_RTOL):
-    raise ValueError(f"sigma_w must be >= sigma_w_eoc = {sigma_w_eoc:.6g} (pruning can only lower the effective "
-                     f"variance, so no Bernoulli mask reaches the EOC from below); got sigma_w = {sigma_w:.6g}")
-  return min(1.0, (sigma_w_eoc / sigma_w) ** 2)
 
 
 def _check_probability(name: str, value: Any) -> float:
