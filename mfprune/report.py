@@ -203,3 +203,48 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], title: str = "", 
   if title:
     figure.suptitle(title, fontsize=10)
   return figure
+
+
+def plot_kept_fraction(sparsities: Sequence[float], kept_fraction: Any, layers: Sequence[str], *,
+                       critical: float | None = None, interval: Sequence[float] | None = None, title: str = ""):
+  """Heat map of the kept fraction of every layer against sparsity (x: sparsity, y: layer in network order).
+
+  Built for :class:`mfprune.signal.CriticalSparsity` (``sparsities``, ``kept_fraction``, ``layers``): cells where a
+  layer keeps nothing are drawn light grey, so the layers that die first stand out; a dashed line marks the mean
+  critical sparsity ``critical`` and a band its ``interval``. Readable for a hundred layers (ticks every few layers;
+  names when there are at most 24).
+
+  Returns:
+    A matplotlib figure.
+  """
+  plt = pyplot()
+  grid = np.asarray(sparsities, np.float64)
+  values = np.asarray(kept_fraction, np.float64)
+  order = np.argsort(grid, kind="stable")
+  grid, values = grid[order], values[order]
+  n_layers = values.shape[1]
+  if grid.size > 1:  # cell edges halfway between grid points, the outer ones mirrored
+    mid = (grid[1:] + grid[:-1]) / 2
+    edges = np.concatenate([[2 * grid[0] - mid[0]], mid, [2 * grid[-1] - mid[-1]]])
+  else:
+    edges = np.array([grid[0] - 0.005, grid[0] + 0.005])
+  figure, ax = plt.subplots(figsize=(8.0, min(9.0, max(3.2, 0.09 * n_layers + 2.0))))
+  cmap = plt.get_cmap("viridis").with_extremes(under="0.88")
+  mesh = ax.pcolormesh(edges, np.arange(n_layers + 1) - 0.5, values.T, cmap=cmap, vmin=1e-9, vmax=1.0,
+                       shading="flat")
+  figure.colorbar(mesh, ax=ax, label="kept fraction (mean over seeds); grey: empty", extend="min")
+  if interval is not None and all(v is not None and np.isfinite(v) for v in interval):
+    ax.axvspan(interval[0], interval[1], color="tab:red", alpha=0.18, lw=0)
+  if critical is not None and np.isfinite(critical):
+    ax.axvline(critical, color="tab:red", ls="--", lw=1.3, label=f"mean s_cr {critical:.4g}")
+    ax.legend(loc="upper left", fontsize=8)
+  right = edges[-1] if critical is None or not np.isfinite(critical) else max(edges[-1], critical + 0.005)
+  ax.set_xlim(edges[0], right)
+  ax.set_xlabel("sparsity")
+  ax.set_ylabel("layer (network order)")
+  ax.set_ylim(-0.5, n_layers - 0.5)
+  if n_layers <= 24:
+    ax.set_yticks(np.arange(n_layers), [name.removesuffix("/kernel") for name in layers], fontsize=7)
+  if title:
+    ax.set_title(title, fontsize=10)
+  return figure

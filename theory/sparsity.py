@@ -347,7 +347,8 @@ def theorem1_bound(*, depth: int, width: int, chi: float | None = None, activati
   else:
     check_positive("chi", chi)
     chi = float(chi)
-    kappa = abs(math.log(chi)) / 8.0
+    # |log χ| within theory.phase's tolerance is the EOC: a solver's σw_EOC gives χ = 1 − O(1e-7) in float32.
+    kappa = abs(math.log(chi)) / 8.0 if abs(math.log(chi)) > eoc.PHASE_TOLERANCE else 0.0
   phase = "eoc" if kappa == 0 else ("ordered" if chi < 1 else "chaotic")
   total = depth * width**2
   if kappa == 0:

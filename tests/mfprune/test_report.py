@@ -20,10 +20,16 @@ def test_write_json_is_atomic_and_leaves_no_temporary_files(tmp_path):
 def test_failed_write_keeps_the_previous_file(tmp_path):
   path = tmp_path / "out.json"
   report.write_json(path, {"version": 1})
-  with pytest.raises(ValueError):  # NaN is not JSON: the write fails before replacing anything
-    report.write_json(path, {"version": float("nan")})
+  with pytest.raises(TypeError):  # not JSON-serialisable: the write fails before replacing anything
+    report.write_json(path, {"version": object()})
   assert json.loads(path.read_text()) == {"version": 1}
   assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+  path = report.write_json(tmp_path / "out.json", {"a": float("nan"), "b": [np.float32(np.inf), -np.inf, 2.5],
+                                                   "c": np.array([1.0, np.nan]), "d": np.int64(3)})
+  assert json.loads(path.read_text()) == {"a": None, "b": [None, None, 2.5], "c": [1.0, None], "d": 3}
 
 
 def test_eoc_table_lists_every_status():

@@ -452,3 +452,10 @@ def test_exported_from_theory():
     assert hasattr(sp, name)
   assert theory.sparsity is sp
   assert theory.critical_sparsity is sp.critical_sparsity and theory.theorem1_bound is sp.theorem1_bound
+
+
+def test_theorem1_at_the_solvers_eoc_is_the_eoc():
+  """σw from the EOC solver gives χ = 1 up to rounding: the phase is "eoc" and the bound vacuous, not "ordered"."""
+  sigma_w = float(theory.eoc_sigma_w("tanh", 0.3))
+  result = sp.theorem1_bound(depth=100, width=100, activation="tanh", sigma_b=0.3, sigma_w=sigma_w)
+  assert result.phase == "eoc" and result.vacuous and result.kappa == 0.0
