@@ -27,7 +27,6 @@ papers are ambiguous.
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 import zlib
 from typing import Any, Mapping
@@ -41,7 +40,7 @@ import theory
 from theory.sparsity import lottery_keep_probability  # the one definition ([R] App. H); re-exported here
 from mfprune import masks
 from mfprune.masks import Mask, Params, Prunable, is_kernel
-from theory._validation import is_concrete
+from theory._validation import is_concrete, positive_float
 
 __all__ = [
     "GRANULARITIES", "rescale_factors", "rescale", "kept_variance_fraction",
@@ -62,17 +61,6 @@ def _is_none(x: Any) -> bool:
 def _float_dtype(x: Array) -> jnp.dtype:
   """The dtype sums of squares of ``x`` are taken in: ``x``'s own float dtype, at least float32."""
   return jnp.promote_types(jnp.result_type(x), jnp.float32)
-
-
-def _check_positive(name: str, value: Any, what: str) -> float:
-  """``value`` as a float, or ``ValueError`` naming ``name`` unless it is a finite number > 0."""
-  try:
-    number = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a finite number > 0 ({what}); got {value!r}") from None
-  if not (math.isfinite(number) and number > 0):
-    raise ValueError(f"{name} must be a finite number > 0 ({what}); got {number}")
-  return number
 
 
 def _check_layers(params: Params, mask: Mask) -> None:
@@ -111,7 +99,7 @@ def _check_reference(reference: str | float) -> float | None:
     return None
   if isinstance(reference, bool):
     raise ValueError(f"reference must be 'dense' or a float sigma_w > 0; got {reference!r}")
-  return _check_positive("reference", reference, "the dense init's sigma_w, or 'dense'")
+  return positive_float("reference", reference, "the dense init's sigma_w, or 'dense'")
 
 
 def _layer_factor(w: Array, m: Array, granularity: str, sigma_w: float | None) -> Array:
@@ -437,7 +425,7 @@ def orthogonality_scores(params: Params, mask: Mask | None = None, *, gain: floa
   """
   mask = _mask_or_dense(params, mask)
   _check_layers(params, mask)
-  gain = _check_positive("gain", gain, "target singular value")
+  gain = positive_float("gain", gain, "target singular value")
   names, weights, kept, _ = _matrices(params, mask)
   values = np.asarray(_scores(weights, kept, jnp.asarray(gain)))
   return {name: float(v) for name, v in zip(names, values)}
@@ -527,8 +515,8 @@ def approximate_isometry(params: Params, mask: Mask | None = None, *, steps: int
   _check_layers(params, mask)
   if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
     raise ValueError(f"steps must be an integer >= 0 (number of gradient steps); got {steps!r}")
-  learning_rate = _check_positive("learning_rate", learning_rate, "gradient descent step size")
-  gain = _check_positive("gain", gain, "target singular value")
+  learning_rate = positive_float("learning_rate", learning_rate, "gradient descent step size")
+  gain = positive_float("gain", gain, "target singular value")
   names, weights, kept, shapes = _matrices(params, mask)
   dtypes = [jnp.result_type(w) for w in weights]
   units = [jnp.where(c, w.astype(_float_dtype(w)), 0) / gain for w, c in zip(weights, kept)]

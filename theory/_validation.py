@@ -7,6 +7,8 @@ and the valid range.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import jax
@@ -69,6 +71,18 @@ def check_int(name: str, value: Any, minimum: int) -> int:
   if value < minimum:
     raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
   return int(value)
+
+
+def positive_float(name: str, value: Any, what: str) -> float:
+  """``value`` as a Python float, or ``ValueError`` naming ``name`` (and saying ``what`` it is) unless it is a
+  finite number > 0 (a scalar; for arrays use :func:`check_positive`)."""
+  try:
+    number = float(value)
+  except (TypeError, ValueError):
+    raise ValueError(f"{name} must be a finite number > 0 ({what}); got {value!r}") from None
+  if not (math.isfinite(number) and number > 0):
+    raise ValueError(f"{name} must be a finite number > 0 ({what}); got {number}")
+  return number
 
 
 def _show(array: np.ndarray) -> str:

@@ -44,7 +44,7 @@ from jax.scipy.special import erfc, erfinv, log_ndtr, ndtri
 
 from theory import eoc, gaussian, gradients, maps
 from theory._pytree import pytree_dataclass, static_field
-from theory._validation import check_finite, check_int, check_nonnegative, check_positive, is_concrete
+from theory._validation import check_finite, check_int, check_nonnegative, check_positive, is_concrete, positive_float
 from theory.activations import ActivationLike, get_activation
 
 __all__ = [
@@ -693,17 +693,6 @@ def rescaling_target(sigma_w, *, fan_in=None, v=None) -> Array:
   return target * _float(fan_in) / _float(v)
 
 
-def _check_scale(name: str, value: Any, what: str) -> float:
-  """``value`` as a float, or ``ValueError`` naming ``name`` unless it is a finite number > 0."""
-  try:
-    number = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a finite number > 0 ({what}); got {value!r}") from None
-  if not (math.isfinite(number) and number > 0):
-    raise ValueError(f"{name} must be a finite number > 0 ({what}); got {number}")
-  return number
-
-
 def lottery_keep_probability(sigma_w: float, sigma_w_eoc: float) -> float:
   """Keep probability ``p = σ²_{w,EOC} / σ²_w`` of the EOC winning ticket ([R] App. H, Theorems 3-4).
 
@@ -722,8 +711,8 @@ def lottery_keep_probability(sigma_w: float, sigma_w_eoc: float) -> float:
   Raises:
     ValueError: a non-positive or non-finite argument, or ``sigma_w < sigma_w_eoc`` (no mask raises the variance).
   """
-  sigma_w = _check_scale("sigma_w", sigma_w, "the initialisation's weight scale")
-  sigma_w_eoc = _check_scale("sigma_w_eoc", sigma_w_eoc, "the EOC weight scale")
+  sigma_w = positive_float("sigma_w", sigma_w, "the initialisation's weight scale")
+  sigma_w_eoc = positive_float("sigma_w_eoc", sigma_w_eoc, "the EOC weight scale")
   if sigma_w < sigma_w_eoc * (1 - KEEP_PROBABILITY_RTOL):
     raise ValueError(f"sigma_w must be >= sigma_w_eoc = {sigma_w_eoc:.6g} (pruning can only lower the effective "
                      f"variance, so no Bernoulli mask reaches the EOC from below); got sigma_w = {sigma_w:.6g}")
