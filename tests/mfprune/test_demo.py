@@ -18,6 +18,7 @@ def _check_edge_of_chaos(out):
   assert (out / "phase_diagram.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # ~1.5 min of EOC solves and phase diagrams; the full-demo slow test checks the same files
 def test_edge_of_chaos_part(tmp_path):
   edge_of_chaos.run(tmp_path)
   _check_edge_of_chaos(tmp_path)
