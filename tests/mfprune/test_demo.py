@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mfprune import cli, train
-from mfprune.demo import edge_of_chaos, pruned_mlps
+from mfprune.demo import pruned_mlps
 
 
 def _check_edge_of_chaos(out):
@@ -16,12 +16,6 @@ def _check_edge_of_chaos(out):
   assert tanh["conditioning"]["eoc"]["well_conditioned"]
   assert not tanh["conditioning"]["ordered"]["well_conditioned"]
   assert (out / "phase_diagram.png").read_bytes()[:4] == b"\x89PNG"
-
-
-@pytest.mark.slow  # ~1.5 min of EOC solves and phase diagrams; the full-demo slow test checks the same files
-def test_edge_of_chaos_part(tmp_path):
-  edge_of_chaos.run(tmp_path)
-  _check_edge_of_chaos(tmp_path)
 
 
 def test_pruning_part_small(tmp_path, capsys):
