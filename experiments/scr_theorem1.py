@@ -233,22 +233,27 @@ def float32_check(apply_fn, init, batch, args, sigma_w: float) -> dict:
           "layer1_max_score": float(first.max())}
 
 
+def plot_measured_and_predicted(ax, x: np.ndarray, rows: list[dict], seeds: int) -> None:
+  """Per-network s_cr (dots), their mean with its 95% interval, and the two mean-field predictions, against ``x``."""
+  means = np.array([r["mc"]["mean"] for r in rows])
+  low = np.array([r["mc"]["interval"][0] for r in rows])
+  high = np.array([r["mc"]["interval"][1] for r in rows])
+  for x_value, r in zip(x, rows):
+    ax.plot([x_value] * len(r["mc"]["values"]), r["mc"]["values"], ".", color="tab:blue", alpha=0.3, ms=4)
+  ax.errorbar(x, means, yerr=[means - low, high - means], fmt="o-", color="tab:blue", capsize=3,
+              label=f"SNIP, Monte Carlo ({seeds} nets, 95% CI)")
+  ax.plot(x, [r["predicted"]["product_mean"] for r in rows], "-", color="tab:green",
+          label="mean field, product scores |XY|")
+  ax.plot(x, [r["predicted"]["gaussian"]["mean"] for r in rows], "--", color="tab:green",
+          label="mean field, Gaussian scores")
+
+
 def _figure(results: dict):
   plt = report.pyplot()
   figure, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.6))
   rows = results["sweep"]
   kappas = np.array([r["kappa"] for r in rows])
-  means = np.array([r["mc"]["mean"] for r in rows])
-  low = np.array([r["mc"]["interval"][0] for r in rows])
-  high = np.array([r["mc"]["interval"][1] for r in rows])
-  for r in rows:
-    left.plot([r["kappa"]] * len(r["mc"]["values"]), r["mc"]["values"], ".", color="tab:blue", alpha=0.3, ms=4)
-  left.errorbar(kappas, means, yerr=[means - low, high - means], fmt="o-", color="tab:blue", capsize=3,
-                label=f"SNIP, Monte Carlo ({results['seeds']} nets, 95% CI)")
-  left.plot(kappas, [r["predicted"]["product_mean"] for r in rows], "-", color="tab:green",
-            label="mean field, product scores |XY|")
-  left.plot(kappas, [r["predicted"]["gaussian"]["mean"] for r in rows], "--", color="tab:green",
-            label="mean field, Gaussian scores")
+  plot_measured_and_predicted(left, kappas, rows, results["seeds"])
   left.plot(kappas, [r["bounds"]["ln"]["leading"] for r in rows], "-", color="tab:red",
             label="Theorem 1 bound, natural log")
   left.plot(kappas, [r["bounds"]["log10"]["leading"] for r in rows], ":", color="tab:red",

@@ -53,9 +53,6 @@ def _figure(results: dict):
   rows = results["points"]
   sw = np.array([r["sigma_w"] for r in rows])
   eoc = results["sigma_w_eoc"]
-  means = np.array([r["mc"]["mean"] for r in rows])
-  low = np.array([r["mc"]["interval"][0] for r in rows])
-  high = np.array([r["mc"]["interval"][1] for r in rows])
   for ax in (left, right):
     ax.axvspan(sw.min() * 0.97, eoc, color="tab:blue", alpha=0.05, lw=0)
     ax.axvspan(eoc, sw.max() * 1.03, color="tab:orange", alpha=0.06, lw=0)
@@ -63,14 +60,7 @@ def _figure(results: dict):
     ax.set_xlim(sw.min() * 0.97, sw.max() * 1.03)
     ax.set_xlabel("σw")
     ax.grid(alpha=0.3)
-  for r in rows:
-    left.plot([r["sigma_w"]] * len(r["mc"]["values"]), r["mc"]["values"], ".", color="tab:blue", alpha=0.3, ms=4)
-  left.errorbar(sw, means, yerr=[means - low, high - means], fmt="o-", color="tab:blue", capsize=3,
-                label=f"SNIP, Monte Carlo ({results['seeds']} nets, 95% CI)")
-  left.plot(sw, [r["predicted"]["product_mean"] for r in rows], "-", color="tab:green",
-            label="mean field, product scores |XY|")
-  left.plot(sw, [r["predicted"]["gaussian"]["mean"] for r in rows], "--", color="tab:green",
-            label="mean field, Gaussian scores")
+  common.plot_measured_and_predicted(left, sw, rows, results["seeds"])
   for base, style in (("ln", "-"), ("log10", ":")):
     values = [r["bounds"][base]["leading"] if not r["bounds"][base]["vacuous"] else np.nan for r in rows]
     left.plot(sw, values, style, color="tab:red", marker="s", ms=3,
