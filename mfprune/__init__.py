@@ -5,7 +5,8 @@ orthogonal initialisations), :mod:`mfprune.functional` (``split(model) -> (apply
 :mod:`mfprune.masks` (mask pytrees, exact top-k, density tables, save/load), :mod:`mfprune.scores` (saliency
 scorer registry), :mod:`mfprune.pruning` (one-shot and iterative pruning), :mod:`mfprune.repair` (EOC rescaling,
 weak lottery tickets, approximate isometry), :mod:`mfprune.signal` (Jacobian spectra, measured vs mean-field
-q^l and c^l, Monte-Carlo critical sparsity), :mod:`mfprune.data` (digits, MNIST/Fashion-MNIST, CIFAR, Tiny ImageNet; deterministic batches),
+q^l and c^l, Monte-Carlo critical sparsity), :mod:`mfprune.data` (digits, MNIST/Fashion-MNIST, CIFAR, Tiny
+ImageNet; deterministic batches),
 :mod:`mfprune.train` (mask-preserving optax training, checkpoints, seeds in vmap, devices) and
 :mod:`mfprune.pipeline` (model → init → prune → repair), plus the command line
 (``mfprune eoc | phase | prune | train | scr | demo``) and reporting helpers (docs/).
