@@ -55,9 +55,11 @@ def _prediction(sigma_w: float, q1: float, alphas: np.ndarray) -> dict[str, Any]
   q = np.asarray(signal.predicted_moments(ACTIVATION, sigma_w=sigma_w, sigma_b=SIGMA_B, depth=len(alphas), q1=q1,
                                           alphas=alphas.tolist()).q)
   chis = alphas[1:] * np.asarray(theory.chi_at(ACTIVATION, sigma_w, q[:-1]))  # layers 2..L; χ is linear in σw²
+  with np.errstate(divide="ignore"):  # an emptied layer has χ_l = 0: effective χ 0, spread -inf (null in JSON)
+    log_chis = np.log(chis)
   return {"chi_dense": float(theory.phase(ACTIVATION, SIGMA_B, sigma_w).chi),
-          "chi_effective": float(np.exp(np.mean(np.log(chis)))),  # 0 once a layer is emptied
-          "log10_gradient_spread": float(np.sum(np.log10(chis))),  # -inf then
+          "chi_effective": float(np.exp(np.mean(log_chis))),
+          "log10_gradient_spread": float(np.sum(log_chis) / np.log(10.0)),
           "chi_per_layer": chis.tolist(),
           "alpha_per_layer": alphas.tolist()}
 
