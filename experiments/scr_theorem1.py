@@ -303,10 +303,8 @@ def _figure(results: dict):
   return figure
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--kappa", type=float, default=0.2)
-  parser.add_argument("--kappas", type=_parse, default=list(DEFAULT_KAPPAS))
+def add_network_options(parser: argparse.ArgumentParser) -> None:
+  """The tanh MLP and Monte-Carlo options shared with ``scr_vs_sigma.py``."""
   parser.add_argument("--depth", type=int, default=100)
   parser.add_argument("--width", type=int, default=100)
   parser.add_argument("--sigma-b", type=float, default=0.2)
@@ -314,6 +312,13 @@ def main(argv=None) -> int:
   parser.add_argument("--data", choices=("digits", "synthetic"), default="digits")
   parser.add_argument("--batch-size", type=int, default=128)
   parser.add_argument("--seed", type=int, default=0)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--kappa", type=float, default=0.2)
+  parser.add_argument("--kappas", type=_parse, default=list(DEFAULT_KAPPAS))
+  add_network_options(parser)
   parser.add_argument("--quick", action="store_true", help="depth 10, width 32, 3 seeds, κ in {0.1, 0.2, 0.4}")
   parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
   args = parser.parse_args(argv)
