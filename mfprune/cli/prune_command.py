@@ -41,13 +41,14 @@ def print_density(table) -> None:
   print(report.format_table(["#", "layer", "kept", "total", "fraction"], rows))
 
 
-def run(args: argparse.Namespace) -> int:
-  from mfprune import masks, pipeline, pruning, report
+def prune_from_args(args: argparse.Namespace, apply_fn, params, dataset):
+  """Prunes ``params`` as the pruning options say (:func:`arguments.add_pruning_options`).
 
-  splits = arguments.load_data(args)
-  apply_fn, init, activation = arguments.build_model(args, splits)
-  params = pipeline.initial_params(init, args.seed, args.init, **arguments.init_options(args, activation))
-  dataset = splits.train
+  Returns:
+    ``(mask, batches, seconds)``: the mask, the batches it was scored on and the time it took.
+  """
+  from mfprune import masks, pruning
+
   if args.num_batches * args.batch_size > len(dataset.x):
     raise ValueError(f"--num-batches x --batch-size = {args.num_batches * args.batch_size} exceeds the "
                      f"{len(dataset.x)} examples of {dataset.name}")
@@ -58,10 +59,19 @@ def run(args: argparse.Namespace) -> int:
   mask = pruning.prune(apply_fn, params, iter(batches), num_batches=args.num_batches, method=args.method,
                        sparsity=args.sparsity, key=args.seed, rounds=args.rounds, schedule=args.prune_schedule,
                        scope=args.scope, on_collapse=args.on_collapse)
-  seconds = time.perf_counter() - start
+  return mask, batches, time.perf_counter() - start
+
+
+def run(args: argparse.Namespace) -> int:
+  from mfprune import masks, pipeline, report
+
+  splits = arguments.load_data(args)
+  apply_fn, init, activation = arguments.build_model(args, splits)
+  params = pipeline.initial_params(init, args.seed, args.init, **arguments.init_options(args, activation))
+  mask, batches, seconds = prune_from_args(args, apply_fn, params, splits.train)
   masks.save_mask(args.out / "mask.npz", mask)
   table = density_chart(args.out, mask, apply_fn, params, batches[0][0],
-                          f"{args.model}, {args.method}, sparsity {args.sparsity}")
+                        f"{args.model}, {args.method}, sparsity {args.sparsity}")
   collapsed = masks.collapsed_layers(mask)
   result = {"settings": arguments.settings(args), "activation": activation, "sparsity": masks.sparsity_of(mask),
             "kept": sum(d.kept for d in table), "total": sum(d.total for d in table), "collapsed": collapsed,
