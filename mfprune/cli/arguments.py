@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -166,6 +167,37 @@ def init_options(args: argparse.Namespace, activation: str) -> dict[str, Any]:
   if args.init in ("orthogonal", "delta_orthogonal"):
     return {"gain": args.gain, "sigma_b": sigma_b}
   return {}
+
+
+def init_scheme(args: argparse.Namespace) -> str | None:
+  """The initialisation scheme: ``--init``, or ``gaussian`` when only ``--sigma-w`` is given."""
+  if args.init is None and args.sigma_w is not None:
+    return "gaussian"
+  if args.init not in (None, "gaussian") and args.sigma_w is not None:
+    raise ValueError(f"--sigma-w is the weight scale of --init gaussian; --init {args.init} does not take it")
+  return args.init
+
+
+LECUN_LIKE = {None: 1.0, "lecun": 1.0, "he": math.sqrt(2.0)}
+"""Inits that are the Gaussian ``N(0, σw²/fan_in)`` with zero biases, and their σw."""
+
+
+def gaussian_scales(scheme: str | None, options: dict[str, Any]) -> tuple[float, float] | None:
+  """``(σw, σb)`` when the init is ``W ~ N(0, σw²/fan_in)``, ``B ~ N(0, σb²)`` ([R] eq. 1-3), else ``None``.
+
+  Args:
+    scheme: the initialisation scheme (:func:`init_scheme`).
+    options: its options (:func:`init_options`).
+  """
+  if scheme == "gaussian":
+    return float(options["sigma_w"]), float(options["sigma_b"])
+  if scheme == "eoc":
+    import theory
+
+    return float(theory.eoc_sigma_w(options["activation"], options["sigma_b"])), float(options["sigma_b"])
+  if scheme in LECUN_LIKE:
+    return LECUN_LIKE[scheme], 0.0
+  return None
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,8 +12,6 @@ from mfprune.cli import arguments
 
 THEOREM1_MODELS = ("mlp", "vcnn", "vcnn1d")
 """Models of the FFNN/CNN type (2)-(3) of [R], the networks Theorem 1 and Propositions 4-5 speak about."""
-LECUN_LIKE = {None: 1.0, "lecun": 1.0, "he": math.sqrt(2.0)}
-"""Inits that are the Gaussian ``N(0, σw²/fan_in)`` with zero biases, and their σw."""
 
 
 def register(commands) -> None:
@@ -44,28 +41,6 @@ def register(commands) -> None:
   scr.set_defaults(run=run)
 
 
-def _init(args: argparse.Namespace) -> str | None:
-  """The scheme: ``--init``, or ``gaussian`` when only ``--sigma-w`` is given."""
-  if args.init is None and args.sigma_w is not None:
-    return "gaussian"
-  if args.init not in (None, "gaussian") and args.sigma_w is not None:
-    raise ValueError(f"--sigma-w is the weight scale of --init gaussian; --init {args.init} does not take it")
-  return args.init
-
-
-def _gaussian_scales(scheme: str | None, options: dict[str, Any]) -> tuple[float, float] | None:
-  """``(σw, σb)`` when the init is ``W ~ N(0, σw²/fan_in)``, ``B ~ N(0, σb²)`` ([R] eq. 1-3), else ``None``."""
-  if scheme == "gaussian":
-    return float(options["sigma_w"]), float(options["sigma_b"])
-  if scheme == "eoc":
-    import theory
-
-    return float(theory.eoc_sigma_w(options["activation"], options["sigma_b"])), float(options["sigma_b"])
-  if scheme in LECUN_LIKE:
-    return LECUN_LIKE[scheme], 0.0
-  return None
-
-
 def _hidden_width(shapes: list[tuple[int, ...]]) -> int:
   """``N``: the most common output width of the prunable layers (an MLP's width, a CNN's channels)."""
   return Counter(shape[-1] for shape in shapes).most_common(1)[0][0]
@@ -77,7 +52,7 @@ def theorem1(args, activation: str, scheme: str | None, options: dict, depth: in
 
   if args.model not in THEOREM1_MODELS:
     return {"applies": False, "why": f"Theorem 1 covers FFNN/CNN ({', '.join(THEOREM1_MODELS)}), not {args.model}"}
-  scales = _gaussian_scales(scheme, options)
+  scales = arguments.gaussian_scales(scheme, options)
   if scales is None:
     return {"applies": False, "why": f"Theorem 1 assumes Gaussian weights N(0, sigma_w^2/fan_in); --init {scheme} "
             "is not of that form"}
@@ -159,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
   from mfprune import masks, report, signal
 
-  scheme = _init(args)
+  scheme = arguments.init_scheme(args)
   if not 0.0 < args.confidence < 1.0:
     raise ValueError(f"--confidence must be in (0, 1); got {args.confidence}")
   splits = arguments.load_data(args)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mfprune import cli, masks, pipeline, pruning, report, scores, signal
-from mfprune.cli import scr_command
+from mfprune.cli import arguments, scr_command
 from tests.mfprune import nets
 from theory import sparsity
 
@@ -302,9 +302,9 @@ def test_scr_command_magnitude_prints_proposition4(tmp_path, capsys):
 def test_sigma_w_implies_gaussian():
   parser = cli.build_parser()
   base = ["scr", "--model", "mlp", "--method", "snip"]
-  assert scr_command._init(parser.parse_args(base + ["--sigma-w", "0.7"])) == "gaussian"
-  assert scr_command._init(parser.parse_args(base)) is None
-  assert scr_command._init(parser.parse_args(base + ["--init", "eoc"])) == "eoc"
+  assert arguments.init_scheme(parser.parse_args(base + ["--sigma-w", "0.7"])) == "gaussian"
+  assert arguments.init_scheme(parser.parse_args(base)) is None
+  assert arguments.init_scheme(parser.parse_args(base + ["--init", "eoc"])) == "eoc"
 
 
 @pytest.mark.parametrize("extra, message", [
