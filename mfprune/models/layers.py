@@ -9,7 +9,9 @@ score ranking unchanged and keeps deep networks from overflowing.
 
 :func:`record_outputs` lets a caller collect what every :class:`Dense` and :class:`Conv` returns (the
 pre-activations ``h^l`` of [R] eq. 1-3) during one forward pass; :mod:`mfprune.signal` uses it. Outside that
-context the layers record nothing.
+context the layers record nothing. :func:`record_scales` likewise collects the log of every factor
+:func:`renormalise` divides by, so that the exact path objective is the renormalised one times ``exp(Σ log
+scales)`` (:mod:`mfprune.paths`).
 """
 
 from __future__ import annotations
@@ -83,10 +85,42 @@ def _record(layer: nnx.Module, y: Array) -> Array:
   return y
 
 
+_SCALES: contextvars.ContextVar[list | None] = contextvars.ContextVar("mfprune_renormalise_scales", default=None)
+
+
+@contextlib.contextmanager
+def record_scales() -> Iterator[list[Array]]:
+  """Collects ``log(scale)`` for every :func:`renormalise` call made inside the ``with`` block.
+
+  ``scale`` is the positive divisor :func:`renormalise` applies (``mean|h|``, or 1 for an all-zero signal), held
+  constant under differentiation like the division itself. A linearised forward pass divides its output by the
+  product of these scales, so ``sum(output) · exp(Σ log scales)`` is the exact, unrenormalised path objective
+  ([P] eq. 15-16; :mod:`mfprune.paths`). Same rules as :func:`record_outputs`: nothing is recorded (and nothing
+  costs) outside a block; inside ``jax.jit`` the block and the forward pass must sit in the same traced function,
+  which returns the recorded values; blocks nest and each one sees only the calls made while it is the innermost.
+
+  Yields:
+    The list that receives the scalar ``log(scale)`` of each call, in call order.
+  """
+  records: list[Array] = []
+  token = _SCALES.set(records)
+  try:
+    yield records
+  finally:
+    _SCALES.reset(token)
+
+
 def renormalise(h: Array) -> Array:
-  """Divides ``h`` by ``mean|h|``, a scalar treated as a constant by autodiff (used only in linearised mode)."""
+  """Divides ``h`` by ``mean|h|``, a scalar treated as a constant by autodiff (used only in linearised mode).
+
+  Inside :func:`record_scales` the log of the divisor is recorded.
+  """
   scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(h)))
-  return h / jnp.where(scale > 0, scale, 1.0)  # an all-zero signal (a collapsed layer) stays zero, gradients finite
+  scale = jnp.where(scale > 0, scale, 1.0)  # an all-zero signal (a collapsed layer) stays zero, gradients finite
+  records = _SCALES.get()
+  if records is not None:
+    records.append(jnp.log(scale))
+  return h / scale
 
 
 def sequential(layers, h: Array, activation: Callable[[Array], Array], *, linear: bool) -> Array:
