@@ -55,7 +55,7 @@ import numpy as np
 
 from theory import gaussian, maps
 from theory._pytree import pytree_dataclass
-from theory._validation import check_finite, check_int, check_nonnegative, check_positive
+from theory._validation import check_finite, check_int, check_nonnegative, check_positive, is_concrete
 from theory.activations import Activation, ActivationLike, get_activation
 
 __all__ = [
@@ -149,7 +149,7 @@ def _common(activation, depth, sigma_w, sigma_b, order, min_depth=1) -> tuple[Ac
 def _check_bias(use_bias: bool, sigma_b) -> None:
   if not isinstance(use_bias, (bool, np.bool_)):
     raise ValueError(f"use_bias must be True or False; got {use_bias!r}")
-  if not use_bias and np.any(np.asarray(sigma_b) != 0):
+  if not use_bias and is_concrete(sigma_b) and np.any(np.asarray(sigma_b) != 0):
     raise ValueError(f"sigma_b must be 0 when use_bias=False (a net without biases); got {sigma_b}")
 
 
@@ -189,36 +189,49 @@ def _pair_variances(var1: Array, var2: Array, spatial: int) -> tuple[Array, Arra
   return q1, q2
 
 
-def _moments(act: Activation, q1: Array, q2: Array, cov: Array, order: int) -> tuple[Array, Array]:
+def _moments(act: Activation, q1: Array, q2: Array, cov: Array, order: int,
+             symmetric: bool = False) -> tuple[Array, Array]:
   """``E[φ(u)φ(v)]`` and ``E[φ'(u)φ'(v)]`` for ``Var u = q1``, ``Var v = q2``, ``Cov(u, v) = cov`` (broadcast).
 
   The correlation is :func:`theory.maps._correlation` (1 where a variance is 0). Without a closed form the
-  quadrature runs over chunks of pairs so that memory stays bounded (``_CHUNK_NODES``).
+  quadrature runs over chunks of pairs so that memory stays bounded (``_CHUNK_NODES``), and ``symmetric=True``
+  (an ``(n, n)`` kernel of a set of inputs with itself) integrates only the upper triangle and mirrors it.
   """
   shape = jnp.broadcast_shapes(q1.shape, q2.shape, cov.shape)
   c = maps._correlation(cov, q1, q2)
   if act.closed_form is not None:
     return act.cross_moment(q1, q2, c, order), act.derivative_cross_moment(q1, q2, c, order)
-  flat = [jnp.broadcast_to(v, shape).reshape(-1) for v in (q1, q2, c)]
-  size = flat[0].shape[0]
+  q1, q2, c = (jnp.broadcast_to(v, shape) for v in (q1, q2, c))
+  if symmetric:
+    rows, cols = np.triu_indices(shape[0])
+    value, slope = _quadrature(act, q1[rows, cols], q2[rows, cols], c[rows, cols], order)
+    mirror = lambda v: jnp.zeros(shape, v.dtype).at[rows, cols].set(v).at[cols, rows].set(v)
+    return mirror(value), mirror(slope)
+  value, slope = _quadrature(act, q1.reshape(-1), q2.reshape(-1), c.reshape(-1), order)
+  return value.reshape(shape), slope.reshape(shape)
+
+
+def _quadrature(act: Activation, q1: Array, q2: Array, c: Array, order: int) -> tuple[Array, Array]:
+  """Both moments by quadrature on flat arrays of pairs, ``chunk`` pairs at a time (``jax.lax.map``)."""
+  size = q1.shape[0]
   chunk = max(1, min(size, _CHUNK_NODES // (6 * order * order)))
   pad = (-size) % chunk
   # Padding pairs are (q1, q2, c) = (1, 1, 1): harmless values, dropped below.
-  blocks = [jnp.pad(v, (0, pad), constant_values=1.0).reshape(-1, chunk) for v in flat]
+  blocks = tuple(jnp.pad(v, (0, pad), constant_values=1.0).reshape(-1, chunk) for v in (q1, q2, c))
 
   def one(block):
     a, b, cc = block
     return act.cross_moment(a, b, cc, order), act.derivative_cross_moment(a, b, cc, order)
 
-  values, slopes = jax.lax.map(one, tuple(blocks))
-  return values.reshape(-1)[:size].reshape(shape), slopes.reshape(-1)[:size].reshape(shape)
+  values, slopes = jax.lax.map(one, blocks)
+  return values.reshape(-1)[:size], slopes.reshape(-1)[:size]
 
 
-def _nonlinearity(act, state, spatial, order):
+def _nonlinearity(act, state, spatial, order, symmetric=False):
   """``(Σ, Θ, q) ↦ (E[φφ], E[φ'φ'] Θ, E[φ²])``: the kernels of ``φ(h)`` and of its tangent."""
   nngp, ntk, var1, var2 = state
   q1, q2 = _pair_variances(var1, var2, spatial)
-  value, slope = _moments(act, q1, q2, nngp, order)
+  value, slope = _moments(act, q1, q2, nngp, order, symmetric)
   return value, slope * ntk, act.second_moment(var1, order), act.second_moment(var2, order)
 
 
@@ -307,20 +320,20 @@ def mlp_kernels(
   act, depth, order = _common(activation, depth, sigma_w, sigma_b, order)
   standard = _check_parameterization(parameterization)
   _check_bias(use_bias, sigma_b)
-  x1, x2, _ = _inputs(x1, x2, min_ndim=1)
+  x1, x2, same = _inputs(x1, x2, min_ndim=1)
   x1, x2 = x1.reshape(x1.shape[0], -1), x2.reshape(x2.shape[0], -1)
   fan_ins = _widths("widths", widths, depth - 1, standard)
-  return _mlp(act, x1, x2, _float(sigma_w), _float(sigma_b), fan_ins, standard, bool(use_bias), order)
+  return _mlp(act, x1, x2, _float(sigma_w), _float(sigma_b), fan_ins, standard, bool(use_bias), order, same)
 
 
-@functools.partial(jax.jit, static_argnums=(6, 7, 8))
-def _mlp(act, x1, x2, sigma_w, sigma_b, fan_ins, standard, bias, order) -> Kernels:
+@functools.partial(jax.jit, static_argnums=(6, 7, 8, 9))
+def _mlp(act, x1, x2, sigma_w, sigma_b, fan_ins, standard, bias, order, same) -> Kernels:
   dense = functools.partial(_affine, window=_identity, diag_window=_identity, sigma_w=sigma_w, sigma_b=sigma_b,
                             standard=standard, bias=bias)
   state = dense(_input_hat(x1, x2), fan_in=x1.shape[1])
 
   def layer(state, fan_in):
-    return dense(_nonlinearity(act, state, 0, order), fan_in=fan_in), None
+    return dense(_nonlinearity(act, state, 0, order, same), fan_in=fan_in), None
 
   state, _ = jax.lax.scan(layer, state, fan_ins)
   return Kernels(nngp=state[0], ntk=state[1])
@@ -383,24 +396,24 @@ def resnet_kernels(
   _check_bias(use_bias, sigma_b)
   if not isinstance(stable, (bool, np.bool_)):
     raise ValueError(f"stable must be True or False; got {stable!r}")
-  x1, x2, _ = _inputs(x1, x2, min_ndim=1)
+  x1, x2, same = _inputs(x1, x2, min_ndim=1)
   x1, x2 = x1.reshape(x1.shape[0], -1), x2.reshape(x2.shape[0], -1)
   fan_ins = _widths("widths", widths, depth - 1, standard)
   if widths is not None and depth > 1 and bool(jnp.any(fan_ins != fan_ins[0])):
     raise ValueError(f"widths must all be equal in a residual net (the stream keeps its width); got {widths!r}")
   scale = maps.residual_scale("stable_resnet" if stable else "resnet", depth, None)
   return _resnet(act, x1, x2, _float(sigma_w), _float(sigma_b), fan_ins, _float(scale), standard, bool(use_bias),
-                 order)
+                 order, same)
 
 
-@functools.partial(jax.jit, static_argnums=(7, 8, 9))
-def _resnet(act, x1, x2, sigma_w, sigma_b, fan_ins, scale, standard, bias, order) -> Kernels:
+@functools.partial(jax.jit, static_argnums=(7, 8, 9, 10))
+def _resnet(act, x1, x2, sigma_w, sigma_b, fan_ins, scale, standard, bias, order, same) -> Kernels:
   dense = functools.partial(_affine, window=_identity, diag_window=_identity, sigma_w=sigma_w, sigma_b=sigma_b,
                             standard=standard, bias=bias)
   state = dense(_input_hat(x1, x2), fan_in=x1.shape[1])
 
   def block(state, fan_in):
-    branch = dense(_nonlinearity(act, state, 0, order), fan_in=fan_in)
+    branch = dense(_nonlinearity(act, state, 0, order, same), fan_in=fan_in)
     return tuple(a + scale * b for a, b in zip(state, branch)), None
 
   state, _ = jax.lax.scan(block, state, fan_ins)
@@ -535,16 +548,17 @@ def _cnn(act, x1, x2, sigma_w, sigma_b, conv_fan_ins, readout_fan_in, kernel_siz
 
 def _as_matrix(name: str, kernel, rows: int, cols: int, k: int) -> tuple[Array, bool]:
   """``kernel`` as a 2-D matrix and whether it is the full ``(rows·k, cols·k)`` one (else ``(rows, cols)``, shared
-  by every output unit). Accepts ``(rows, k, cols, k)`` for the full kernel too."""
+  by every output unit). Also accepts the full kernel in neural-tangents' layout ``(rows, cols, k, k)`` (what
+  ``empirical_ntk_fn(..., trace_axes=())`` returns)."""
   kernel = _float(kernel)
   if kernel.shape == (rows, cols):
     return kernel, False
   if kernel.shape == (rows * k, cols * k):
     return kernel, True
-  if kernel.shape == (rows, k, cols, k):
-    return kernel.reshape(rows * k, cols * k), True
+  if kernel.shape == (rows, cols, k, k):
+    return jnp.transpose(kernel, (0, 2, 1, 3)).reshape(rows * k, cols * k), True
   raise ValueError(f"{name} must have shape {(rows, cols)} (one kernel for every output unit) or "
-                   f"{(rows * k, cols * k)} / {(rows, k, cols, k)} (full); got {kernel.shape}")
+                   f"{(rows * k, cols * k)} / {(rows, cols, k, k)} (full); got {kernel.shape}")
 
 
 def linearised_mse(
@@ -575,12 +589,13 @@ def linearised_mse(
 
   Args:
     ntk_train: ``Θ(X, X)``: ``(n, n)`` shared by every output unit (``Θ ⊗ I``), or the full kernel ``(n·K, n·K)``
-      (rows ``i·K + k``) or ``(n, K, n, K)``.
+      (rows ``i·K + k``) or ``(n, n, K, K)``
+      (neural-tangents' layout).
     y_train: targets, ``(n,)`` or ``(n, K)``.
     f0_train: outputs at initialization on ``X``, shaped like ``y_train``.
     learning_rate: ``η > 0``.
     times: times (continuous) or non-negative integer step counts (discrete), any shape (flattened to ``(T,)``).
-    ntk_test_train: ``Θ(X_test, X)``: ``(m, n)`` or full ``(m·K, n·K)`` / ``(m, K, n, K)``, matching
+    ntk_test_train: ``Θ(X_test, X)``: ``(m, n)`` or full ``(m·K, n·K)`` / ``(m, n, K, K)``, matching
       ``ntk_train``; needed for test outputs.
     f0_test: outputs at initialization on ``X_test``, ``(m,)`` or ``(m, K)``.
     y_test: test targets shaped like ``f0_test``, for the test loss.
@@ -606,7 +621,7 @@ def linearised_mse(
     raise ValueError(f"discrete must be True or False; got {discrete!r}")
   t = _float(times).reshape(-1)
   check_nonnegative("times", t)
-  if discrete and not bool(jnp.all(t == jnp.round(t))):
+  if discrete and is_concrete(t) and not bool(jnp.all(t == jnp.round(t))):
     raise ValueError(f"times must be integer step counts with discrete=True; got {np.asarray(times)}")
   n = y.shape[0]
   k = y.shape[1] if y.ndim == 2 else 1
