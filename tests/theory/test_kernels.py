@@ -19,8 +19,9 @@ X1 = RNG.normal(size=(4, 5))
 X2 = RNG.normal(size=(3, 5))
 SW, SB = 1.3, 0.2
 
-# Float32: the kernels go through arcsin/arccos of correlations near 1, whose slope 1/√(1 − c²) turns round-off in c
-# (~1e-7) into ~3e-4 relative error in the derivative moment at c ≈ 1; off the diagonal round-off stays ~1e-6.
+# Float32: neural-tangents leaves the correlation of an input with itself at c = 1 − O(ε) after round-off, and the
+# slope 1/√(1 − c²) of arcsin/arccos turns that into ~3e-4 relative error per layer in the derivative moment (ours
+# sets c = 1 there; see test_relu_diagonal_is_exact_in_float32). Elsewhere both agree to ~1e-6.
 RTOL = tol(1e-3, 1e-5)
 
 
@@ -197,6 +198,20 @@ def test_cnn_nngp_diagonal_is_propagate_q_for_equal_norm_positions():
   for i, r in enumerate(radii.ravel()[:2]):
     q = maps.propagate("erf", SB, SW, 3, SB**2 + SW**2 * r**2 / 2, architecture="cnn").q[-1]
     np.testing.assert_allclose(got.nngp[i, i], q, rtol=tol(1e-5, 1e-12))
+
+
+def test_relu_diagonal_is_exact_in_float32():
+  # On the diagonal c = 1: q^{l+1} = σb² + σw² q^l/2 and Θ^{l+1} = q^{l+1} + (σw²/2) Θ^l (ReLU, THEORY.md §8).
+  # A correlation left at 1 − 6e-8 by round-off would put ~1e-3 relative error into Θ^20 in float32.
+  depth, sw, sb = 20, math.sqrt(2.0), 0.05
+  got = kernels.mlp_kernels(X1, activation="relu", depth=depth, sigma_w=sw, sigma_b=sb)
+  q = sb**2 + sw**2 * np.sum(X1**2, 1) / X1.shape[1]
+  theta = q
+  for _ in range(depth - 1):
+    q = sb**2 + sw**2 * q / 2
+    theta = q + sw**2 / 2 * theta
+  np.testing.assert_allclose(np.diag(got.nngp), q, rtol=tol(1e-5, 1e-12))
+  np.testing.assert_allclose(np.diag(got.ntk), theta, rtol=tol(1e-5, 1e-12))
 
 
 def test_tanh_ntk_diagonal_follows_the_hand_recursion():
