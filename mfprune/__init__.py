@@ -8,11 +8,13 @@ weak lottery tickets, approximate isometry), :mod:`mfprune.signal` (Jacobian spe
 q^l and c^l, Monte-Carlo critical sparsity), :mod:`mfprune.data` (digits, MNIST/Fashion-MNIST, CIFAR, Tiny
 ImageNet; deterministic batches),
 :mod:`mfprune.train` (mask-preserving optax training, checkpoints, seeds in vmap, devices) and
-:mod:`mfprune.pipeline` (model → init → prune → repair), plus the command line
-(``mfprune eoc | phase | prune | train | scr | demo``) and reporting helpers (docs/).
+:mod:`mfprune.pipeline` (model → init → prune → repair), :mod:`mfprune.paths` (the Path Kernel trace of any
+model, exact in log space) and :mod:`mfprune.ntk` (empirical NTK of pruned models against the infinite-width one,
+predicted vs actual training), plus the command line
+(``mfprune eoc | phase | prune | scr | paths | ntk | train | demo``) and reporting helpers (docs/).
 """
 
-from mfprune import data, functional, init, masks, models, pipeline, repair, scores, signal, train
+from mfprune import data, functional, init, masks, models, ntk, paths, pipeline, repair, scores, signal, train
 from mfprune.functional import ModelFn, init_fn, merge, split
 from mfprune.masks import (LayerCollapseError, LayerDensity, apply_mask, check_collapse, dense_mask, density,
                            load_mask, save_mask, sparsity_of)
@@ -22,7 +24,8 @@ from mfprune.scores import Stacked, available_scorers, get_scorer, register_scor
 __version__ = "0.3.0"
 
 __all__ = [
-    "data", "functional", "init", "masks", "models", "pipeline", "repair", "scores", "signal", "train",
+    "data", "functional", "init", "masks", "models", "ntk", "paths", "pipeline", "repair", "scores", "signal",
+    "train",
     "ModelFn", "init_fn", "merge", "split",
     "LayerCollapseError", "LayerDensity", "apply_mask", "check_collapse", "dense_mask", "density", "load_mask",
     "save_mask", "sparsity_of",

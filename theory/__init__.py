@@ -13,7 +13,7 @@ from theory.gradients import Conditioning, GradientMoments, conditioning, gradie
 from theory.maps import (Propagation, chi_at, correlation_fixed_point, correlation_map, correlation_map_slope,
                          covariance_map, depth_scales, input_kernel, propagate, q_star, variance_map,
                          variance_map_slope)
-from theory import sparsity
+from theory import kernels, ntk_compat, paths, sparsity
 from theory.sparsity import (PredictedCriticalSparsity, Proposition4Bound, Theorem1Bound, critical_keep_count,
                              critical_sparsity, critical_sparsity_from_moments, kept_fraction_from_moments,
                              half_normal_isf, half_normal_quantile, layer_death_order, layer_death_sparsity,
@@ -29,7 +29,7 @@ __all__ = [
     "Conditioning", "GradientMoments", "conditioning", "gradient_moments",
     "Propagation", "chi_at", "correlation_fixed_point", "correlation_map", "correlation_map_slope",
     "covariance_map", "depth_scales", "input_kernel", "propagate", "q_star", "variance_map", "variance_map_slope",
-    "sparsity", "PredictedCriticalSparsity", "Proposition4Bound", "Theorem1Bound", "critical_keep_count",
+    "kernels", "ntk_compat", "paths", "sparsity", "PredictedCriticalSparsity", "Proposition4Bound", "Theorem1Bound", "critical_keep_count",
     "critical_sparsity", "critical_sparsity_from_moments", "kept_fraction_from_moments", "half_normal_isf",
     "half_normal_quantile", "layer_death_order", "layer_death_sparsity", "lottery_keep_probability",
     "mbp_threshold", "predicted_critical_sparsity", "predicted_kept_fraction", "proposition4", "proposition4_bound",

@@ -1,4 +1,4 @@
-"""The ``mfprune`` command line: ``mfprune eoc | phase | prune | scr | train | demo``.
+"""The ``mfprune`` command line: ``mfprune eoc | phase | prune | scr | paths | ntk | train | demo``.
 
 Each command lives in its own module and registers its parser (``register(commands)``, which sets ``run``). Run
 ``mfprune COMMAND --help`` for each command's options; docs/cli.md has examples.
@@ -10,7 +10,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from mfprune.cli import demo_command, prune_command, scr_command, theory_commands, train_command
+from mfprune.cli import (demo_command, ntk_command, paths_command, prune_command, scr_command, theory_commands,
+                         train_command)
 from mfprune.cli.arguments import parse_sigma_list
 
 
@@ -22,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
   )
   parser.add_argument("--x64", action="store_true", help="compute in float64 (default float32)")
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-  for module in (theory_commands, prune_command, scr_command, train_command, demo_command):
+  for module in (theory_commands, prune_command, scr_command, paths_command, ntk_command, train_command,
+                 demo_command):
     module.register(commands)
   return parser
 

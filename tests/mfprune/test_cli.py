@@ -83,6 +83,9 @@ def test_activation_parameters_reach_the_library(tmp_path):
      "--init gaussian needs --sigma-w"),
     (["prune", "--model", "mlp", "--method", "snip", "--sparsity", "0.5", "--init", "eoc", "--activation", "relu",
       "--sigma-b", "0.5"], "relu"),
+    (["ntk", "--model", "mlp", "--examples", "5000"], "--examples must be <="),
+    (["ntk", "--model", "mlp", "--lr", "0"], "argument --lr"),
+    (["paths", "--model", "mlp", "--method", "synflow", "--sparsity", "-0.1"], "not a sparsity in [0, 1)"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(argv, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
@@ -157,3 +160,46 @@ def test_train_bad_input_exits_2_with_one_clear_line(extra, message, capsys):
     cli.main(["train", "--model", "mlp", "--depth", "2", "--no-progress", *extra])
   assert exit_info.value.code == 2
   assert message in capsys.readouterr().err
+
+
+def test_paths_reports_the_path_kernel_trace_before_and_after_pruning(tmp_path, capsys):
+  """The dense trace equals theory.paths on the same initial kernels; per-layer traces add up; pruning lowers them."""
+  from theory import paths as theory_paths
+  from mfprune import pipeline
+
+  out = tmp_path / "paths"
+  argv = ["paths", "--model", "mlp", "--depth", "3", "--width", "16", "--activation", "relu", "--method",
+          "magnitude", "--sparsity", "0.5", "--seed", "3", "--out", str(out)]
+  assert cli.main(argv) == 0
+  result = json.loads((out / "paths.json").read_text())
+  _, init = pipeline.model_fns("mlp", input_shape="digits", depth=3, width=16, activation="relu")
+  params = pipeline.initial_params(init, 3)
+  kernels = [params["layers"][i]["kernel"] for i in range(3)]
+  expected = theory_paths.path_kernel_trace(kernels, per_layer=True)
+  np.testing.assert_allclose([layer["log_trace_dense"] for layer in result["layers"]], np.log(expected), rtol=1e-4)
+  for state in ("dense", "pruned"):
+    layers = [layer["log_trace"] for layer in result[state]["layers"]]
+    np.testing.assert_allclose(np.logaddexp.reduce(layers), result[state]["log_trace"], rtol=1e-5)
+  assert all(layer["log_trace_pruned"] < layer["log_trace_dense"] for layer in result["layers"])
+  assert result["sparsity"] == pytest.approx(0.5, abs=1e-3)
+  assert (out / "paths.png").read_bytes()[:4] == b"\x89PNG"
+  assert "pruning changed log10 Tr" in capsys.readouterr().out
+
+
+def test_ntk_compares_kernels_and_predicts_the_training_loss(tmp_path, capsys):
+  """Both empirical kernels agree, the infinite-width one is reported, and the prediction starts at the measured loss."""
+  out = tmp_path / "ntk"
+  argv = ["ntk", "--model", "mlp", "--depth", "2", "--width", "64", "--activation", "relu", "--sigma-w", "1.4",
+          "--sigma-b", "0.1", "--method", "magnitude", "--sparsity", "0.5", "--examples", "8", "--steps", "10",
+          "--top-k", "4", "--out", str(out)]
+  assert cli.main(argv) == 0
+  result = json.loads((out / "ntk.json").read_text())
+  assert result["sparsity"] == pytest.approx(0.5, abs=1e-3) and result["init"]["scheme"] == "gaussian"
+  assert result["neural_tangents"]["max_relative_difference"] < 1e-5
+  assert result["analytic"]["sigma_w"] == 1.4 and 0.0 < result["analytic"]["trace_ratio"] < 2.0
+  training = result["training"]
+  assert training["predicted"][0] == pytest.approx(training["actual"][0], rel=1e-5)
+  assert training["actual"][-1] < training["actual"][0]
+  assert result["learning_rate"] == pytest.approx(result["stable_learning_rate"] / 2)
+  assert (out / "ntk.png").read_bytes()[:4] == b"\x89PNG"
+  assert "max relative gap" in capsys.readouterr().out
