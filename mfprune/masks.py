@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theory._pytree import key_path_name
+
 Array = jax.Array
 Params = Any
 Mask = Any  # pytree like params: bool arrays (prunable) or None
@@ -40,15 +42,7 @@ def _is_none(x: Any) -> bool:
 
 def path_name(path: KeyPath) -> str:
   """``"layers/0/kernel"`` for a ``jax.tree_util`` key path."""
-  parts = []
-  for key in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(key, attr):
-        parts.append(str(getattr(key, attr)))
-        break
-    else:
-      parts.append(str(key))
-  return "/".join(parts)
+  return key_path_name(path)
 
 
 def is_kernel(path: KeyPath, leaf: Any) -> bool:

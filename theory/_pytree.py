@@ -22,3 +22,16 @@ def pytree_dataclass(cls: type[T]) -> type[T]:
 def static_field(**kwargs: Any) -> Any:
   """A dataclass field kept out of the pytree's leaves (hashable, compared at trace time)."""
   return dataclasses.field(metadata={"static": True}, **kwargs)
+
+
+def key_path_name(path: Any) -> str:
+  """``"layers/0/kernel"`` for a ``jax.tree_util`` key path (dict keys, attribute names and indices joined by ``/``)."""
+  parts = []
+  for key in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        parts.append(str(getattr(key, attr)))
+        break
+    else:
+      parts.append(str(key))
+  return "/".join(parts)

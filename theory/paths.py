@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory._pytree import pytree_dataclass
+from theory._pytree import key_path_name, pytree_dataclass
 from theory._validation import check_finite, check_int, check_nonnegative, check_positive, is_concrete
 from theory.activations import Activation, ActivationLike, get_activation
 
@@ -687,18 +687,6 @@ def _activations_program(ws: list[Array], xs: Array, idx: Array, act: Activation
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _key_name(path) -> str:
-  parts = []
-  for key in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(key, attr):
-        parts.append(str(getattr(key, attr)))
-        break
-    else:
-      parts.append(str(key))
-  return "/".join(parts)
-
-
 def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
   if isinstance(input_shape, (int, np.integer)) or not isinstance(input_shape, Sequence) or not input_shape:
     raise ValueError(f"input_shape must be the shape of one example, a non-empty tuple of integers >= 1; "
@@ -736,7 +724,7 @@ def check_path_network(apply_fn: ApplyFn, params: Any, input_shape: Sequence[int
   """
   shape = _check_input_shape(input_shape)
   flat, _ = jax.tree_util.tree_flatten_with_path(params)
-  biases = [_key_name(p) for p, _ in flat if "bias" in _key_name(p).lower()]
+  biases = [key_path_name(p) for p, _ in flat if "bias" in key_path_name(p).lower()]
   if biases:
     raise ValueError(f"params has biases where paths need none ({', '.join(biases[:4])}"
                      f"{', …' if len(biases) > 4 else ''}): the path decomposition of [P] eq. 9 needs a bias-free "
