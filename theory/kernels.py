@@ -22,14 +22,21 @@ biases ``1`` (whatever σb, as long as the layer has trainable biases)::
 
     Θ^1 = xᵀx' + 1,        Θ^{l+1} = n_l E[φ(u)φ(v)] + 1 + Σ̇^{l+1} Θ^l,        n_l = width of layer l.
 
-This is the expectation over initialization of the empirical NTK of the finite standard-parameterised net, which it
-approximates to ``O(1/√n)`` relative; it grows like the widths, so it needs them (``widths``). neural-tangents'
-``Dense(out_dim=n, W_std, b_std, parameterization='standard')`` with its default ``s=(1, 1)`` computes exactly this
-(its kernel reads the width from ``out_dim``; its docstring calls the normaliser ``N = out_dim`` but the code divides
-by ``fan_in``, as we do). It differs for the residual branch: ``y + s·(Wφ(y) + b)`` multiplies the branch's
-gradient contributions by ``s²`` too (mfprune's ResNet scales the branch this way), while NT's
-``Dense(W_std·s, b_std·s, parameterization='standard')`` folds ``s`` into the initialization and leaves them
-unscaled; the tests build our convention in NT with ``ABRelu(s, s)`` (``x ↦ s·x``) after the branch's Dense.
+Divided by the widths, this is the large-width limit of the empirical NTK of the finite standard-parameterised net
+(one net scatters around it by ``O(1/√n)`` relative); it grows like the widths, so it needs them (``widths``).
+neural-tangents' ``Dense(out_dim=n, W_std, b_std, parameterization='standard')`` with its default ``s=(1, 1)``
+computes exactly this (its kernel reads the width from ``out_dim``; its docstring calls the normaliser
+``N = out_dim`` but its code divides by ``fan_in``, as we do). The one difference is the residual branch:
+``y + s·(W φ(y) + b)`` (mfprune's ResNet scales the branch this way) multiplies the branch's gradient contributions
+by ``s²`` too, while NT's ``Dense(W_std·s, b_std·s, parameterization='standard')`` folds ``s`` into the
+initialization and leaves them unscaled. The tests build our convention in NT as ``ABRelu(0, s)`` (``s·relu``)
+followed by a bias-free standard Dense (NT cannot express a scaled bias inside a residual sum), and check the bias
+term against wide finite nets.
+
+Self-correlations. Without ``x2`` the kernel of a set of inputs with itself is computed: the correlation of a
+pre-activation with itself is then set to exactly 1 (round-off would leave ``1 − O(ε)``, which ``arcsin`` turns into
+``O(√ε)``, ~1e-3 relative in a depth-20 ReLU NTK in float32; neural-tangents has that error), and quadrature
+integrates only the upper triangle of pairs.
 
 Cost: the MLP and residual kernels cost ``O(n1·n2)`` per layer (times the quadrature's ``6·order²`` nodes without a
 closed form; quadrature kernels are evaluated in chunks to bound memory). The CNN kernel is position-by-position,
@@ -67,8 +74,9 @@ Array = jax.Array
 ORDER = maps.ORDER
 PARAMETERIZATIONS: tuple[str, ...] = ("ntk", "standard")
 
-_CHUNK_NODES = 1 << 23
-"""Quadrature kernels are evaluated over at most this many (pair × node) values at a time."""
+_CHUNK_NODES = 1 << 20
+"""Quadrature kernels are evaluated over at most this many (pair × node) values at a time (4-8 MB per array: on
+two CPU cores 2^18-2^20 ran 2.5x faster than 2^22-2^23, which leave the cache)."""
 
 
 @pytree_dataclass
@@ -119,7 +127,7 @@ def _check_parameterization(parameterization: str) -> bool:
   return parameterization == "standard"
 
 
-def _inputs(x1, x2, min_ndim: int = 2, name: str = "x1") -> tuple[Array, Array, bool]:
+def _inputs(x1, x2, min_ndim: int = 2) -> tuple[Array, Array, bool]:
   """Converts the inputs to float arrays with a batch axis, checks that they are finite and of one example shape.
 
   Returns ``(x1, x2, same)`` with ``same`` True when ``x2`` was omitted.
@@ -386,7 +394,9 @@ def resnet_kernels(
                                          Θ ← Θ + s²(n E[φφ] + 1 + σw² E[φ'φ'] Θ)               (standard)
 
   neural-tangents equivalent (ntk): ``Dense(σw, σb)`` then per block ``FanOut(2), parallel(Identity(),
-  serial(φ, Dense(σw·s, σb·s))), FanInSum()``.
+  serial(φ, Dense(σw·s, σb·s))), FanInSum()``. In the standard parameterisation ``s`` multiplies the branch's
+  output, so its gradient contributions too (not NT's ``Dense(σw·s, σb·s, parameterization='standard')``; see the
+  module docstring).
 
   Args:
     x1: inputs ``(n1, ...)``, flattened per example.
@@ -553,8 +563,8 @@ def _cnn(act, x1, x2, sigma_w, sigma_b, conv_fan_ins, readout_fan_in, kernel_siz
 
   state, _ = jax.lax.scan(layer, state, conv_fan_ins[1:])
   read_pair, read_diag = _readout_window(spatial)
-  out = _affine(_nonlinearity(act, state, spatial, order, same), read_pair, read_diag, readout_fan_in, sigma_w, sigma_b,
-                standard, bias)
+  out = _affine(_nonlinearity(act, state, spatial, order, same), read_pair, read_diag, readout_fan_in, sigma_w,
+                sigma_b, standard, bias)
   return Kernels(nngp=out[0], ntk=out[1])
 
 
@@ -606,8 +616,7 @@ def linearised_mse(
 
   Args:
     ntk_train: ``Θ(X, X)``: ``(n, n)`` shared by every output unit (``Θ ⊗ I``), or the full kernel ``(n·K, n·K)``
-      (rows ``i·K + k``) or ``(n, n, K, K)``
-      (neural-tangents' layout).
+      (rows ``i·K + k``) or ``(n, n, K, K)`` (neural-tangents' layout).
     y_train: targets, ``(n,)`` or ``(n, K)``.
     f0_train: outputs at initialization on ``X``, shaped like ``y_train``.
     learning_rate: ``η > 0``.

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import integrate
 
 from tests.conftest import X64, tol
 from theory import kernels, maps, ntk_compat
@@ -214,18 +215,26 @@ def test_relu_diagonal_is_exact_in_float32():
   np.testing.assert_allclose(np.diag(got.ntk), theta, rtol=tol(1e-5, 1e-12))
 
 
+def _gauss(h, q):
+  """E[h(√q Z)] by adaptive quadrature in float64 (scipy), independent of theory.gaussian."""
+  density = lambda z: h(math.sqrt(q) * z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+  return integrate.quad(density, -12, 12, epsabs=0.0, epsrel=1e-13, limit=200)[0]
+
+
 def test_tanh_ntk_diagonal_follows_the_hand_recursion():
-  # On the diagonal c = 1, so Σ̇^{l+1} = σw² E[φ'(√q^l Z)²] = χ(q^l) and Θ^{l+1} = q^{l+1} + χ(q^l) Θ^l (THEORY.md §8).
+  # On the diagonal c = 1, so Σ̇^{l+1} = σw² E[φ'(√q^l Z)²] and Θ^{l+1} = q^{l+1} + Σ̇^{l+1} Θ^l (THEORY.md §8),
+  # with q^{l+1} = σb² + σw² E[φ(√q^l Z)²]: one-dimensional integrals, done here by scipy.
   # x2 = x is passed, so every pair is integrated (x2 omitted mirrors the upper triangle: the gelu reference case).
   depth, x = 3, X1[:3]
   got = kernels.mlp_kernels(x, x, activation="tanh", depth=depth, sigma_w=SW, sigma_b=SB)
   for i in range(x.shape[0]):
-    q = maps.propagate("tanh", SB, SW, depth, SB**2 + SW**2 * np.sum(x[i]**2) / x.shape[1]).q
-    chi = maps.chi_at("tanh", SW, q[:-1])
-    theta = q[0]
-    for layer in range(1, depth):
-      theta = q[layer] + chi[layer - 1] * theta
-    np.testing.assert_allclose(got.nngp[i, i], q[-1], rtol=tol(1e-5, 1e-12))
+    q = SB**2 + SW**2 * np.sum(x[i]**2) / x.shape[1]
+    theta = q
+    for _ in range(depth - 1):
+      slope = SW**2 * _gauss(lambda u: (1 - math.tanh(u)**2)**2, q)
+      q = SB**2 + SW**2 * _gauss(lambda u: math.tanh(u)**2, q)
+      theta = q + slope * theta
+    np.testing.assert_allclose(got.nngp[i, i], q, rtol=tol(1e-5, 1e-12))
     np.testing.assert_allclose(got.ntk[i, i], theta, rtol=tol(1e-5, 1e-12))
   np.testing.assert_allclose(got.ntk, got.ntk.T, rtol=tol(1e-5, 1e-13))
 
