@@ -157,19 +157,6 @@ def monte_carlo_curve(chunks: jax.Array, sigma_b: jax.Array) -> tuple[jax.Array,
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-  """(seconds of the first call, median seconds of ``repeats`` later calls), each ended by block_until_ready."""
-  start = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return first, float(np.median(times))
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results",
@@ -187,7 +174,7 @@ def main() -> None:
   # (a) Quadrature, timed first so that its first call is a fresh compile in this process.
   sigma_b = jnp.linspace(0.0, 1.0, POINTS)
   curve = lambda: theory.eoc_curve("tanh", sigma_b).sigma_w
-  first, steady = timed(curve, args.repeats)
+  first, steady, _ = report.timed(curve, args.repeats)
   sigma_w_quad = np.asarray(curve(), np.float64)
 
   # References.
@@ -218,7 +205,8 @@ def main() -> None:
     chunks = jax.random.normal(jax.random.fold_in(key, n), (n // chunk, chunk), jnp.float32)
     jax.block_until_ready(chunks)
     # Large n: one timed call after the first is enough (a run takes tens of seconds, noise is small).
-    mc_first, mc_steady = timed(lambda: monte_carlo_curve(chunks, sigma_b), args.mc_repeats if n < 10**7 else 1)
+    mc_first, mc_steady, _ = report.timed(lambda: monte_carlo_curve(chunks, sigma_b),
+                                          args.mc_repeats if n < 10**7 else 1)
     sigma_w_mc, q_mc = monte_carlo_curve(chunks, sigma_b)
     errors = np.abs(np.asarray(sigma_w_mc, np.float64) / reference - 1.0)
     row = {"samples": n, "first_call_seconds": mc_first, "seconds": mc_steady,

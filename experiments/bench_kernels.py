@@ -54,19 +54,6 @@ TANH = {"activation": "tanh", "sigma_w": 1.3, "sigma_b": 0.1}
 NT_DEG = 25
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-  """(seconds of the first call, median seconds of ``repeats`` later calls), each ended by block_until_ready."""
-  start = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return first, float(np.median(times)) if times else float("nan")
-
-
 def scaled_difference(a, b) -> float:
   """``max|a − b| / max|b|``: relative to the kernel's scale (entries near 0 make entrywise ratios meaningless)."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -131,8 +118,9 @@ def main() -> None:
 
   # relu: closed forms on both sides, all inputs.
   relu_ours, relu_nt = ours(x, RELU), nt_kernel_fn(nt, nt.stax.Relu, RELU["sigma_w"], RELU["sigma_b"])
-  results["relu_ours"] = row("relu, theory.kernels", args.inputs, *timed(relu_ours, args.repeats))
-  results["relu_nt"] = row("relu, neural-tangents stax", args.inputs, *timed(lambda: relu_nt(x), args.repeats))
+  results["relu_ours"] = row("relu, theory.kernels", args.inputs, *report.timed(relu_ours, args.repeats)[:2])
+  results["relu_nt"] = row("relu, neural-tangents stax", args.inputs,
+                           *report.timed(lambda: relu_nt(x), args.repeats)[:2])
   reference64 = relu_float64(args.inputs, args.seed)
   results["relu_ours_ntk_error_vs_float64"] = scaled_difference(relu_ours().ntk, reference64)
   results["relu_nt_ntk_error_vs_float64"] = scaled_difference(relu_nt(x).ntk, reference64)
@@ -147,7 +135,7 @@ def main() -> None:
     tanh_nt = nt_kernel_fn(nt, lambda: nt.stax.ElementwiseNumerical(jnp.tanh, deg=NT_DEG), TANH["sigma_w"],
                            TANH["sigma_b"])
     results["tanh_nt_all"] = row(f"tanh, NT ElementwiseNumerical({NT_DEG})", args.inputs,
-                                 *timed(lambda: tanh_nt(x), args.repeats))
+                                 *report.timed(lambda: tanh_nt(x), args.repeats)[:2])
     nt_small = tanh_nt(small)
 
   # tanh: ours by quadrature on the small set (orders 64 and 32) and on half of it (order 32).
@@ -155,7 +143,7 @@ def main() -> None:
   for order, data, key in [(64, small, "tanh_ours_order64"), (32, small, "tanh_ours_order32"),
                            (32, half, "tanh_ours_order32_half")]:
     run = ours(data, TANH, order)
-    entry = row(f"tanh, theory.kernels order {order}", data.shape[0], *timed(run, args.tanh_repeats))
+    entry = row(f"tanh, theory.kernels order {order}", data.shape[0], *report.timed(run, args.tanh_repeats)[:2])
     entry["order"] = order
     entry["pairs_integrated"] = pairs(data.shape[0])
     entry["seconds_per_pair_layer"] = entry["warm_s"] / (pairs(data.shape[0]) * (DEPTH - 1))

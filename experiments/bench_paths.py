@@ -59,17 +59,6 @@ def compile_program(fn: Callable, args: tuple) -> tuple[Callable, float]:
   return compiled, time.perf_counter() - start
 
 
-def time_calls(call: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-  """Median seconds of ``repeats`` calls after a first (warm-up) one, and the last output."""
-  output = jax.block_until_ready(call())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    output = jax.block_until_ready(call())
-    times.append(time.perf_counter() - start)
-  return float(np.median(times)), output
-
-
 def ntk_trace_fn(apply_fn, chunk: int) -> Callable:
   """``(params, x) -> Tr Θ = Σ_x Σ_k ‖∂f_k(x)/∂θ‖²``: per-example Jacobians by ``vmap(jacrev)``, ``chunk`` at a time."""
 
@@ -108,10 +97,10 @@ def bench_model(name: str, make: Callable, splits, args) -> dict[str, Any]:
   count = sum(int(np.size(p)) for p in jax.tree_util.tree_leaves(params))
   progress(f"[{name}] {count:,} parameters; compiling Tr Π ...")
   pi_program, pi_compile = compile_program(trace_pi_fn(apply_fn, shape), (params,))
-  pi_run, pi_layers = time_calls(lambda: pi_program(params), args.repeats)
+  _, pi_run, pi_layers = report.timed(lambda: pi_program(params), args.repeats)
   log_trace_pi = float(np.logaddexp.reduce(np.asarray(pi_layers, np.float64)))
   progress(f"[{name}] Tr Π: compile {pi_compile:.2f} s, run {pi_run * 1e3:.3f} ms, log Tr Π = {log_trace_pi:.4f}")
-  call_run, public = time_calls(lambda: paths.path_kernel_trace(apply_fn, params, shape), args.repeats)
+  _, call_run, public = report.timed(lambda: paths.path_kernel_trace(apply_fn, params, shape), args.repeats)
   progress(f"[{name}] path_kernel_trace (public call, warm): {call_run * 1e3:.2f} ms")
   result: dict[str, Any] = {
       "model": name, "parameters": count, "input_shape": list(shape), "num_classes": splits.num_classes,
@@ -129,7 +118,7 @@ def bench_model(name: str, make: Callable, splits, args) -> dict[str, Any]:
     progress(f"[{name}] compiling Tr Θ over n = {n} ...")
     program, compile_s = compile_program(ntk_trace_fn(apply_fn, args.chunk), (params, x))
     progress(f"[{name}] Tr Θ (n = {n}): compiled in {compile_s:.2f} s, timing {args.repeats} runs ...")
-    run, value = time_calls(lambda: program(params, x), args.repeats)
+    _, run, value = report.timed(lambda: program(params, x), args.repeats)
     value = float(value)
     progress(f"[{name}] Tr Θ (n = {n}): run {run:.4f} s, Tr Θ = {value:.6g}, ratio to Tr Π {run / pi_run:.4g}")
     result["ntk"].append({"n": n, "chunk": args.chunk, "compile_s": compile_s, "run_s": run, "trace": value,

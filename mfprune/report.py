@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -122,6 +123,34 @@ def _draw_eoc(ax, curve: EOCPoint, sigma_w_range: np.ndarray) -> None:
     missing = sigma_b[status == EOCStatus.NONE]
     ax.plot(missing, np.full_like(missing, sigma_w_range.min()), "x", color="0.3", label="no EOC at this σb")
   ax.legend(loc="upper left", fontsize=8)
+
+
+class Timing(NamedTuple):
+  """Seconds of a benchmarked call: the first (compilation included) and the median of the repeats after it."""
+
+  first: float
+  median: float
+  output: Any
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> Timing:
+  """Calls ``fn`` once, then ``repeats`` more times, each ended by ``jax.block_until_ready`` (for benchmarks).
+
+  Returns:
+    :class:`Timing`: the first call's seconds, the median of the later ones (``nan`` when ``repeats`` is 0) and the
+    last output.
+  """
+  import jax
+
+  start = time.perf_counter()
+  output = jax.block_until_ready(fn())
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    output = jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return Timing(first, float(np.median(times)) if times else float("nan"), output)
 
 
 def format_table(header: list[str], rows: list[list[Any]]) -> str:
