@@ -195,7 +195,12 @@ def test_ntk_compares_kernels_and_predicts_the_training_loss(tmp_path, capsys):
   assert cli.main(argv) == 0
   result = json.loads((out / "ntk.json").read_text())
   assert result["sparsity"] == pytest.approx(0.5, abs=1e-3) and result["init"]["scheme"] == "gaussian"
-  assert result["neural_tangents"]["max_relative_difference"] < 1e-5
+  from theory import ntk_compat
+
+  if ntk_compat.is_installed():
+    assert result["neural_tangents"]["max_relative_difference"] < 1e-5
+  else:
+    assert ntk_compat.INSTALL_COMMAND in result["neural_tangents"]["skipped"]
   assert result["analytic"]["sigma_w"] == 1.4 and 0.0 < result["analytic"]["trace_ratio"] < 2.0
   training = result["training"]
   assert training["predicted"][0] == pytest.approx(training["actual"][0], rel=1e-5)
