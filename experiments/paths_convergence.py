@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 from mfprune import data, masks, paths, pipeline, pruning, report, train  # noqa: E402
-from paths_width import compiled_pruner, density  # noqa: E402
+from paths_width import density  # noqa: E402
 from theory import paths as theory_paths  # noqa: E402
 
 METHODS = ("snip", "grasp", "synflow", "synflow_l2")
@@ -249,22 +249,17 @@ def _family_point(args, splits, family: dict) -> dict:
   model_state = train.initial_model_state(apply_fn)
   forward = jax.jit(lambda p, x: train.apply_model(apply_fn, p, model_state, x, training=True)[0])
   x_eval = jnp.asarray(splits.test.x[:args.eval_size])
-  pruners = {method: compiled_pruner(apply_fn, method) for method in args.methods}
   start = time.perf_counter()
   members, thetas, mask_list = [], [], []
   for seed in range(args.seeds):
     params = pipeline.initial_params(init, seed, "he")
     batch = splits.train.batch(args.prune_batch, seed=seed)
-    dense = masks.dense_mask(params)
-    sizes = masks.layer_sizes(dense)
     for method in tqdm(args.methods, desc=f"prune {family['name']} seed {seed}", disable=args.no_progress,
                        leave=False):
       rounds = args.rounds if pruning.get_scorer(method).rounds > 1 else 1
       for ratio in args.ratios:
-        counts = pruning.keep_schedule(sizes, 1.0 - density(ratio), rounds)
-        mask, finite = pruners[method](params, dense, batch, jax.random.key(seed), counts)
-        if not np.all(finite):
-          raise RuntimeError(f"{method} gave non-finite scores on {family['name']}, ratio {ratio}, seed {seed}")
+        mask = pruning.prune(apply_fn, params, batch, method=method, sparsity=1.0 - density(ratio), key=seed,
+                             rounds=rounds, on_collapse="ignore")
         theta = masks.apply_mask(params, mask)
         pk = paths.path_kernel_trace(apply_fn, theta, splits.input_shape, mask=mask)
         f0 = np.asarray(forward(theta, x_eval), np.float64)

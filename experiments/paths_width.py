@@ -16,8 +16,8 @@ is left out. Ratio 0.5 is left out too: in an earlier run at widths 100 and 300 
 there. Networks: the registry ``mlp`` with depth 7 (six hidden layers), ReLU, biases, He (Kaiming) normal kernels
 and zero biases (our choice: [P] does not give its initialisation). Biases are never pruned ([P] A.4.2). The Dist
 variants take μ = the per-pixel mean of the whole (standardised) training split, as ``|μ|``
-(:func:`mfprune.scores.synflow_dist`). The pruner is compiled once per width and method with the keep counts as an
-argument (:func:`compiled_pruner`). The 4 × ratios × seeds networks of one width train together in one vmapped
+(:func:`mfprune.scores.synflow_dist`). :func:`mfprune.prune` compiles once per width and method (the keep counts are
+an argument of its compiled program). The 4 × ratios × seeds networks of one width train together in one vmapped
 program (``train(..., ensemble=True)``): Adam, lr 0.01, batch 128, 300 steps (27 epochs); Adam at lr 1e-3 left the
 sparsest nets far from converged after 600 steps (the choice is ours; [P] gives no optimiser for Fig. 3).
 
@@ -91,13 +91,6 @@ def differences(table: dict, ratios) -> dict:
   return out
 
 
-def compiled_pruner(apply_fn, method: str):
-  """``jit`` of :func:`mfprune.pruning.make_pruner` with the keep counts as an argument: one compilation per model
-  and method serves every compression ratio (:func:`mfprune.prune` compiles once per ratio)."""
-  return jax.jit(lambda params, mask, batch, key, counts: pruning.make_pruner(apply_fn, method, counts)(
-      params, mask, batch, key))
-
-
 def _width_point(args, splits, width: int) -> dict:
   """Prunes every (seed, method, ratio) net of one width, then trains them all in one vmapped program."""
   apply_fn, init = pipeline.model_fns("mlp", input_shape=splits.input_shape, num_classes=splits.num_classes,
@@ -108,15 +101,10 @@ def _width_point(args, splits, width: int) -> dict:
   members, params_list, mask_list = [], [], []
   start = time.perf_counter()
   params_by_seed = {seed: pipeline.initial_params(init, seed, "he") for seed in range(args.seeds)}
-  pruners = {method: compiled_pruner(apply_fn, method) for method in args.methods}
-  dense = masks.dense_mask(params_by_seed[0])
-  sizes = masks.layer_sizes(dense)
   for seed, method, ratio in tqdm(jobs, desc=f"prune W={width}", disable=args.no_progress, leave=False):
     params = params_by_seed[seed]
-    counts = pruning.keep_schedule(sizes, 1.0 - density(ratio), args.rounds)
-    mask, finite = pruners[method](params, dense, prune_batch, jax.random.key(seed), counts)
-    if not np.all(finite):
-      raise RuntimeError(f"{method} produced non-finite scores at width {width}, ratio {ratio}, seed {seed}")
+    mask = pruning.prune(apply_fn, params, prune_batch, method=method, sparsity=1.0 - density(ratio), key=seed,
+                         rounds=args.rounds, on_collapse="ignore")
     params_list.append(masks.apply_mask(params, mask))
     mask_list.append(mask)
     kept = [d.kept for d in masks.density(mask)]

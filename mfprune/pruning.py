@@ -89,11 +89,14 @@ def make_pruner(apply_fn: Callable, method: str, counts: np.ndarray, *, scope: s
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_pruner(apply_fn: Callable, method: str, shape: tuple[int, ...], counts: tuple[int, ...], scope: str,
-                     options: tuple) -> Callable:
-  """The jitted pruner, cached (by hashable arguments) so repeated calls with the same settings compile once."""
-  counts_array = np.asarray(counts, np.int32).reshape(shape)
-  return jax.jit(make_pruner(apply_fn, method, counts_array, scope=scope, **dict(options)))
+def _compiled_pruner(apply_fn: Callable, method: str, scope: str, options: tuple) -> Callable:
+  """The jitted pruner ``(params, mask, batch, key, counts)``, cached by its hashable settings. The keep counts are
+  an argument: one compilation serves every sparsity with the same number of rounds (and the same shapes)."""
+
+  def pruner(params, mask, batch, key, counts):
+    return make_pruner(apply_fn, method, counts, scope=scope, **dict(options))(params, mask, batch, key)
+
+  return jax.jit(pruner)
 
 
 def as_batch(data: Batch | Iterable[tuple[Array, Array]] | None, num_batches: int = 1) -> Batch | None:
@@ -173,9 +176,8 @@ def prune(apply_fn: Callable, params: Params, batch: Batch | Iterable | None = N
     key = 0
   if isinstance(key, (int, np.integer)):
     key = jax.random.key(int(key))
-  pruner = _compiled_pruner(apply_fn, method, counts.shape, tuple(counts.ravel().tolist()), scope,
-                            tuple(sorted(options.items())))
-  new_mask, finite = pruner(params, mask, batch, key)
+  pruner = _compiled_pruner(apply_fn, method, scope, tuple(sorted(options.items())))
+  new_mask, finite = pruner(params, mask, batch, key, jnp.asarray(counts, jnp.int32))
   finite = np.asarray(finite)
   if not finite.all():
     names = [name for (name, _), ok in zip(masks_lib.named_leaves(mask), finite) if not ok]
