@@ -134,8 +134,7 @@ def run(args: argparse.Namespace) -> int:
   scales = arguments.gaussian_scales(scheme, options)
   analytic = None
   if args.model not in ANALYTIC_MODELS or scales is None:
-    why = (f"the infinite-width kernel covers {', '.join(ANALYTIC_MODELS)} with Gaussian inits" if scales is None
-           or args.model not in ANALYTIC_MODELS else "")
+    why = f"the infinite-width kernel covers {', '.join(ANALYTIC_MODELS)} with Gaussian inits"
     print(f"analytic NTK: skipped ({why}; --model {args.model}, --init {scheme})")
     result["analytic"] = {"skipped": why}
   else:
