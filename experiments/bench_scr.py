@@ -125,7 +125,7 @@ def main() -> None:
   print(f"  score only (vmapped): compile {score_compile:.1f} s, run {s_run:.3f} s", flush=True)
 
   start = time.perf_counter()
-  result = signal.critical_sparsity(apply_fn, init, METHOD, n_seeds=args.seeds, data=batch, key=args.seed,
+  result = signal.critical_sparsity(apply_fn, init, METHOD, n_seeds=args.seeds, batch=batch, key=args.seed,
                                     init_scheme="gaussian", init_options=options)
   end_to_end = time.perf_counter() - start
   manual = 1.0 - np.asarray(v_out.death_rank).max(axis=1) / total

@@ -108,7 +108,7 @@ def fig1(args) -> dict:
          "sparsity": args.sparsity, "seeds": args.mlp_seeds, "batch_size": args.batch_size, "inits": {}}
   for label, (scheme, options, sigma_w) in settings.items():
     start = time.perf_counter()
-    result = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=args.mlp_seeds, data=batch, key=args.seed,
+    result = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=args.mlp_seeds, batch=batch, key=args.seed,
                                       sparsities=[args.sparsity], init_scheme=scheme, init_options=options)
     # The map's network: seed 0's keys, drawn eagerly (the scheme redraws every kernel and bias, so the model's own
     # initial values, here zeros, do not matter). It can differ from the Monte Carlo's jitted seed 0 in the last bit
@@ -220,7 +220,7 @@ def fig2(args) -> dict:
     start = time.perf_counter()
     apply_fn, init = pipeline.model_fns("resnet32", input_shape=splits.input_shape, num_classes=splits.num_classes,
                                         stable=stable, **args.resnet_options)
-    result = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=args.resnet_seeds, data=batch, key=args.seed,
+    result = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=args.resnet_seeds, batch=batch, key=args.seed,
                                       sparsities=args.resnet_sparsities, init_scheme="he")
     n_blocks = sum(1 for name in result.layers if name.endswith("conv1/kernel"))
     predicted = resnet_theory(list(result.layers), list(result.layer_sizes), args.resnet_sparsities,

@@ -339,7 +339,7 @@ def main(argv=None) -> int:
 
   # 1. The example's point through mfprune.signal.critical_sparsity.
   t = time.perf_counter()
-  main_result = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=args.seeds, data=batch, key=args.seed,
+  main_result = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=args.seeds, batch=batch, key=args.seed,
                                          init_scheme="gaussian",
                                          init_options={"sigma_w": sigma_w, "sigma_b": args.sigma_b})
   timings["critical_sparsity_call"] = time.perf_counter() - t

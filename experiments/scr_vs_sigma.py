@@ -125,7 +125,7 @@ def main(argv=None) -> int:
   check = None
   if not args.no_check and 1.0 in args.ratios:
     t = time.perf_counter()
-    at_eoc = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=args.seeds, data=batch, key=args.seed,
+    at_eoc = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=args.seeds, batch=batch, key=args.seed,
                                       init_scheme="eoc", init_options={"activation": "tanh",
                                                                        "sigma_b": args.sigma_b})
     sweep = next(p for p in points if p["ratio"] == 1.0)["mc"]

@@ -21,7 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mfprune.files import atomic_write
 from theory._pytree import key_path_name
+from theory.sparsity.exact import sortable_keys  # the tie rule's score order, shared with theory.sparsity
 
 Array = jax.Array
 Params = Any
@@ -110,18 +112,6 @@ def keep_count(total: int, sparsity: float) -> int:
   return max(1, total - int(np.rint(sparsity * total)))
 
 
-def _sortable_keys(x: Array) -> Array:
-  """Maps floats to unsigned integers of the same width whose order is the floats' order (−inf < ... < inf)."""
-  x = jnp.asarray(x)
-  if x.dtype not in (jnp.float32, jnp.float64):
-    x = x.astype(jnp.float32)
-  utype = jnp.uint64 if x.dtype == jnp.float64 else jnp.uint32
-  bits = jax.lax.bitcast_convert_type(x, utype)
-  sign = jnp.asarray(1, utype) << (8 * x.dtype.itemsize - 1)
-  x_is_negative = (bits & sign) != 0
-  return jnp.where(x_is_negative, ~bits, bits | sign)
-
-
 def _kth_largest_key(keys: Array, k: Array) -> Array:
   """Exact k-th largest of unsigned integer ``keys`` by a bitwise binary search: one pass over ``keys`` per bit."""
   nbits = 8 * keys.dtype.itemsize
@@ -142,7 +132,7 @@ def top_k_mask(scores: Array, k: Array | int) -> Array:
   """
   flat = scores.reshape(-1)
   k = jnp.clip(jnp.asarray(k, jnp.int32), 0, flat.size)
-  keys = _sortable_keys(flat)
+  keys = sortable_keys(flat)
   threshold = _kth_largest_key(keys, k)
   greater = keys > threshold
   tied = keys == threshold
@@ -260,8 +250,6 @@ def check_collapse(mask: Mask, on_collapse: str = "raise") -> list[str]:
 
 def save_mask(path: str | os.PathLike, mask: Mask) -> Path:
   """Writes ``mask`` as ``.npz`` keyed by parameter path (``layers/0/kernel``), atomically."""
-  from mfprune.report import atomic_write
-
   arrays = {name: np.asarray(m, bool) for name, m in named_leaves(mask)}
   return atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 

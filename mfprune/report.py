@@ -1,58 +1,20 @@
-"""Results as files a person can open: atomic JSON writes and matplotlib figures (PNG)."""
+"""Results a person can look at: matplotlib figures (PNG), text tables, benchmark timings; JSON through
+:mod:`mfprune.files` (re-exported here: :func:`write_json`, :func:`atomic_write`, :func:`jsonable`)."""
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from mfprune.files import atomic_write, jsonable, write_json
 from theory.eoc import EOCPoint, EOCStatus, PhaseDiagram
 
-if TYPE_CHECKING:
-  from mfprune.masks import LayerDensity
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-  """Writes via a temporary file in the target folder and ``os.replace``: readers never see a partial file."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as handle:
-      write(handle)
-      handle.flush()
-      os.fsync(handle.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
-  return path
-
-
-def jsonable(data: Any) -> Any:
-  """``data`` with NumPy scalars/arrays as Python numbers/lists and non-finite floats (NaN, ±inf) as ``None``."""
-  if isinstance(data, Mapping):
-    return {str(key): jsonable(value) for key, value in data.items()}
-  if isinstance(data, (list, tuple)):
-    return [jsonable(value) for value in data]
-  if isinstance(data, np.ndarray) or (hasattr(data, "shape") and hasattr(data, "dtype")):
-    return jsonable(np.asarray(data).tolist())
-  if isinstance(data, (np.integer, np.bool_)):
-    return data.item()
-  if isinstance(data, (float, np.floating)):
-    return float(data) if np.isfinite(data) else None
-  return data
-
-
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-  """Writes ``data`` as indented JSON, atomically; NaN and infinities become ``null`` (:func:`jsonable`)."""
-  text = json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n"
-  return atomic_write(path, lambda handle: handle.write(text.encode()))
+__all__ = ["atomic_write", "jsonable", "write_json", "save_figure", "pyplot", "format_table", "eoc_table", "Timing",
+           "timed", "plot_phase_diagrams", "plot_layer_density", "plot_training_curves", "plot_kept_fraction"]
 
 
 def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -177,8 +139,11 @@ def eoc_table(curve: EOCPoint) -> str:
   return format_table(["sigma_b", "sigma_w", "q*", "chi", "dV/dq", "status"], rows)
 
 
-def plot_layer_density(table: Sequence[LayerDensity], title: str = ""):
+def plot_layer_density(table: Sequence[Any], title: str = ""):
   """Bar chart of the kept fraction of every prunable layer, in network order (like [R] Fig. 2).
+
+  ``table`` holds :class:`mfprune.masks.LayerDensity` rows (anything with ``name``, ``kept``, ``total`` and
+  ``fraction``), e.g. :func:`mfprune.masks.density`.
 
   Collapsed layers (nothing kept) are marked in red; the dashed line is the overall density.
   """

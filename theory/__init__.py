@@ -9,29 +9,30 @@ from theory.activations import Activation, available_activations, get_activation
 from theory.eoc import (EOCPoint, EOCStatus, NoEOCError, Phase, PhaseDiagram, PhasePoint, eoc_curve, eoc_point,
                         eoc_sigma_w, phase, phase_diagram)
 from theory.gaussian import DEFAULT_ORDER, expect, expect2
-from theory.gradients import Conditioning, GradientMoments, conditioning, gradient_moments
+from theory.gradients import Conditioning, GradientMoments, PrunedChi, conditioning, gradient_moments, pruned_chi
 from theory.maps import (Propagation, chi_at, correlation_fixed_point, correlation_map, correlation_map_slope,
                          covariance_map, depth_scales, input_kernel, propagate, q_star, variance_map,
                          variance_map_slope)
 from theory import kernels, ntk_compat, paths, sparsity
-from theory.sparsity import (PredictedCriticalSparsity, Proposition4Bound, Theorem1Bound, critical_keep_count,
-                             critical_sparsity, critical_sparsity_from_moments, kept_fraction_from_moments,
-                             half_normal_isf, half_normal_quantile, layer_death_order, layer_death_sparsity,
-                             lottery_keep_probability, mbp_threshold, predicted_critical_sparsity,
-                             predicted_kept_fraction, proposition4, proposition4_bound, proposition5_probability,
-                             rescaling_target, theorem1_bound)
+from theory.sparsity import (PredictedCriticalSparsity, Proposition4Bound, Proposition4Parameters, Theorem1Bound,
+                             critical_keep_count, critical_sparsity_from_moments, critical_sparsity_from_scores,
+                             half_normal_isf, half_normal_quantile, kept_fraction_from_moments, layer_death_order,
+                             layer_death_sparsity, lottery_keep_probability, mbp_threshold,
+                             predicted_critical_sparsity, predicted_kept_fraction, proposition4, proposition4_bound,
+                             proposition4_parameters, proposition5_probability, rescaling_target, theorem1_bound)
 
 __all__ = [
     "Activation", "available_activations", "get_activation", "register_activation",
     "EOCPoint", "EOCStatus", "NoEOCError", "Phase", "PhaseDiagram", "PhasePoint", "eoc_curve", "eoc_point",
     "eoc_sigma_w", "phase", "phase_diagram",
     "DEFAULT_ORDER", "expect", "expect2",
-    "Conditioning", "GradientMoments", "conditioning", "gradient_moments",
+    "Conditioning", "GradientMoments", "PrunedChi", "conditioning", "gradient_moments", "pruned_chi",
     "Propagation", "chi_at", "correlation_fixed_point", "correlation_map", "correlation_map_slope",
     "covariance_map", "depth_scales", "input_kernel", "propagate", "q_star", "variance_map", "variance_map_slope",
-    "kernels", "ntk_compat", "paths", "sparsity", "PredictedCriticalSparsity", "Proposition4Bound", "Theorem1Bound", "critical_keep_count",
-    "critical_sparsity", "critical_sparsity_from_moments", "kept_fraction_from_moments", "half_normal_isf",
-    "half_normal_quantile", "layer_death_order", "layer_death_sparsity", "lottery_keep_probability",
+    "kernels", "ntk_compat", "paths", "sparsity",
+    "PredictedCriticalSparsity", "Proposition4Bound", "Proposition4Parameters", "Theorem1Bound", "critical_keep_count",
+    "critical_sparsity_from_moments", "critical_sparsity_from_scores", "half_normal_isf", "half_normal_quantile",
+    "kept_fraction_from_moments", "layer_death_order", "layer_death_sparsity", "lottery_keep_probability",
     "mbp_threshold", "predicted_critical_sparsity", "predicted_kept_fraction", "proposition4", "proposition4_bound",
-    "proposition5_probability", "rescaling_target", "theorem1_bound",
+    "proposition4_parameters", "proposition5_probability", "rescaling_target", "theorem1_bound",
 ]

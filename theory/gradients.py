@@ -16,6 +16,12 @@ with ``E[x_j²] = ‖x‖²/d`` in place of ``E[φ(y^0)²]`` for the first layer
 degeneracy Approximation 3 of [R], exact for a batch of one); the loss only fixes ``q̃^L``, so profiles are reported
 relative to the last layer, ``m_l / m_L``, which is what Definition 1 is about.
 
+A pruned FFNN/CNN whose layer ``l`` keeps the fraction ``α_l`` of its squared weights maps variances with
+``σw² → α_l σw²`` ([R] App. C), so its layer ``l`` multiplies the gradient's second moment by
+``χ_l = α_l σw² E[φ'(√q^{l-1} Z)²]`` along the pruned net's own ``q^l``: :func:`pruned_chi` gives these, their
+geometric mean (the pruned net's effective χ: below 1 it has drifted into the ordered phase, [R] §2.3) and the
+spread ``Σ_l log χ_l`` of the gradient over the depth.
+
 Definition 1 ([R] §2.2): the network is well-conditioned iff ``A <= m_l/m_L <= B`` for all ``L`` and ``l``. Theorem 1:
 FFNN/CNN off the EOC are ill-conditioned; Theorem 2: ReLU ResNets are well-conditioned with ``m_l = Θ((1+σw²/2)^L)``;
 Proposition 2: Stable ResNets are well-conditioned with ``m_l = Θ(1/L)``. :func:`conditioning` decides the
@@ -125,8 +131,8 @@ def gradient_moments(
     raise ValueError(f"a {architecture} needs equal widths N_1..N_L; got {widths_array[1:].tolist()}")
   if q1 is None:
     q1 = jnp.asarray(sigma_b, float) ** 2 + jnp.asarray(sigma_w, float) ** 2
-  forward = maps.propagate(activation, sigma_b, sigma_w, depth, q1, architecture=architecture, n_blocks=n_blocks,
-                           order=order)
+  forward = maps.propagate(activation, sigma_b, sigma_w, depth, q1, c1=None, architecture=architecture,
+                           n_blocks=n_blocks, order=order)
   scale = maps.residual_scale(architecture, depth, n_blocks)
   if is_concrete(forward.q) and not bool(jnp.all(jnp.isfinite(forward.q))):
     raise ValueError(f"the forward variance overflows {forward.q.dtype} before depth={depth} (it grows "
@@ -198,3 +204,70 @@ def conditioning(
   spread = jnp.stack(spreads)
   growth = jnp.log(spread[2]) - jnp.log(spread[1])
   return Conditioning(growth <= tolerance, spread, growth)
+
+
+@pytree_dataclass
+class PrunedChi:
+  """The per-layer χ of a pruned FFNN/CNN and the gradient spread it implies ([R] §2.3, App. C; Approximation 2).
+
+  Attributes:
+    q: ``(L,)`` forward variances ``q^l`` of the pruned network (:func:`theory.maps.propagate` with ``alphas``).
+    chi: ``(L − 1,)`` ``χ_l = α_l σw² E[φ'(√q^{l-1} Z)²]`` for layers ``l = 2..L``: the factor by which
+      backpropagation through layer ``l`` multiplies the gradient's second moment (0 for an emptied layer).
+    chi_effective: the geometric mean of ``chi``, the pruned net's effective χ (1 on the EOC; 0 when a layer is
+      emptied).
+    log_gradient_spread: ``Σ_l log χ_l`` (natural log), the predicted log-ratio of the gradient's second moment at
+      the input end to that at the output end (``−inf`` when a layer is emptied).
+  """
+
+  q: Array
+  chi: Array
+  chi_effective: Array
+  log_gradient_spread: Array
+
+
+def pruned_chi(activation: ActivationLike, sigma_b, sigma_w, *, alphas, q1=None,
+               order: int = maps.ORDER) -> PrunedChi:
+  """χ of every layer of a pruned FFNN/CNN, its geometric mean and the gradient spread ([R] §2.3, App. C).
+
+  Pruning layer ``l`` down to the fraction ``α_l`` of its squared weights multiplies its effective ``σw²`` by
+  ``α_l`` (proof of [R] Proposition 1), so along the pruned net's variances ``q^l`` (:func:`theory.maps.propagate`
+  with ``alphas``) layer ``l >= 2`` multiplies the backpropagated gradient's second moment by
+  ``χ_l = α_l σw² E[φ'(√q^{l-1} Z)²]`` (gradient independence, [R] Approximation 2; equal widths). A net initialised
+  on the EOC has every dense ``χ_l ≈ 1``; after pruning ``χ_l ≈ α_l < 1`` and the gradient shrinks by
+  ``Π_l χ_l`` from the output to the input: the ordered-phase drift that the rescaling trick (``α_l → 1``, [R]
+  Algorithm 1) undoes.
+
+  Args:
+    activation: name, callable or Activation.
+    sigma_b: bias standard deviation, ``>= 0``.
+    sigma_w: the dense initialisation's weight standard deviation, ``> 0``.
+    alphas: ``(L,)`` kept-variance fractions ``α_l >= 0`` (``mfprune.repair.kept_variance_fraction``), layer 1 first;
+      ``L >= 2``.
+    q1: the dense first-layer variance ``σb² + σw² ‖x‖²/d``; defaults to a unit-variance input, ``σb² + σw²``.
+    order: quadrature order.
+
+  Returns:
+    A :class:`PrunedChi`.
+
+  Raises:
+    ValueError: fewer than two layers, or an argument outside its range (the message names it).
+  """
+  check_nonnegative("sigma_b", sigma_b)
+  check_positive("sigma_w", sigma_w)
+  depth = int(np.size(alphas))
+  if depth < 2:
+    raise ValueError(f"alphas must give at least two layers (χ_l is defined for l = 2..L); got {depth}")
+  if q1 is None:
+    q1 = jnp.asarray(sigma_b, float) ** 2 + jnp.asarray(sigma_w, float) ** 2
+  forward = maps.propagate(activation, sigma_b, sigma_w, depth, q1, c1=None, alphas=alphas, order=order)
+  act = get_activation(activation)
+  alphas = maps.check_alphas(alphas, depth)
+  return _pruned_chi(act, jnp.asarray(sigma_w, forward.q.dtype), forward.q, alphas, order)
+
+
+@functools.partial(jax.jit, static_argnums=(4,))
+def _pruned_chi(act, sigma_w, q, alphas, order):
+  chi = alphas[1:] * sigma_w**2 * act.derivative_second_moment(q[:-1], order)
+  log_chi = jnp.log(chi)  # an emptied layer: log 0 = −inf, effective χ 0
+  return PrunedChi(q, chi, jnp.exp(jnp.mean(log_chi)), jnp.sum(log_chi))

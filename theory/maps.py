@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from theory import _roots, gaussian
 from theory._pytree import pytree_dataclass
-from theory._validation import check_int, check_interval, check_nonnegative, check_positive
+from theory._validation import check_int, check_interval, check_nonnegative, check_positive, is_concrete
 from theory.activations import Activation, ActivationLike, get_activation
 
 Array = jax.Array
@@ -113,11 +113,13 @@ def _variance_slope(act: Activation, sigma_w: Array, q: Array, order: int) -> Ar
   return sigma_w**2 * (act.derivative_second_moment(q, order) + curvature)
 
 
-def chi_at(activation: ActivationLike, sigma_w, q, *, order: int = ORDER) -> Array:
+def chi_at(activation: ActivationLike, sigma_b, sigma_w, q, *, order: int = ORDER) -> Array:
   """``χ(q) = σw² E[φ'(√q Z)²]``, the gradient-variance multiplier of one layer ([R] App. B.1.2-B.1.3).
 
   Args:
     activation: name, callable or Activation.
+    sigma_b: bias standard deviation, ``>= 0`` (χ at a given ``q`` does not depend on it; kept so that every map
+      takes ``(activation, sigma_b, sigma_w, ...)`` in that order).
     sigma_w: weight standard deviation, ``> 0``.
     q: pre-activation variance, ``>= 0``.
     order: quadrature order.
@@ -125,10 +127,9 @@ def chi_at(activation: ActivationLike, sigma_w, q, *, order: int = ORDER) -> Arr
   Returns:
     ``χ`` at variance ``q``; at ``q = q*`` this is ``χ(σb, σw) = f'(1)``.
   """
-  check_positive("sigma_w", sigma_w)
+  act, _, sigma_w = _validated(activation, sigma_b, sigma_w)
   check_nonnegative("q", q)
-  act = get_activation(activation)
-  return _float(sigma_w)**2 * act.derivative_second_moment(_float(q), order)
+  return sigma_w**2 * act.derivative_second_moment(_float(q), order)
 
 
 def covariance_map(activation: ActivationLike, sigma_b, sigma_w, q1, q2, c, *,
@@ -404,6 +405,19 @@ def residual_scale(architecture: str, depth: int, n_blocks: int | None) -> float
   return 1.0 / max(blocks, 1)
 
 
+def check_alphas(alphas, depth: int) -> Array | None:
+  """``alphas`` as a float array of ``depth`` kept-variance fractions ``α_l >= 0``, or ``ValueError`` naming it."""
+  if alphas is None:
+    return None
+  values = _float(alphas).reshape(-1)
+  if values.shape[0] != depth:
+    raise ValueError(f"alphas must give one value per layer (depth = {depth}); got {values.shape[0]}")
+  if is_concrete(values) and not bool(jnp.all(jnp.isfinite(values) & (values >= 0))):
+    raise ValueError(f"alphas must be finite and >= 0 (kept fraction of each layer's squared weights); got "
+                     f"{[float(a) for a in values]}")
+  return values
+
+
 def propagate(
     activation: ActivationLike,
     sigma_b,
@@ -413,11 +427,12 @@ def propagate(
     *,
     c1=1.0,
     q1_other=None,
+    alphas=None,
     architecture: Architecture = "ffnn",
     n_blocks: int | None = None,
     order: int = ORDER,
 ) -> Propagation:
-  """The sequences ``q^l`` and ``c^l`` for ``l = 1..depth`` ([R] App. A.1, B.1.1; THEORY.md §2).
+  """The sequences ``q^l`` and ``c^l`` for ``l = 1..depth`` of a dense or pruned network ([R] App. A.1, B.1.1, C).
 
   * ``"ffnn"``/``"cnn"``: ``q^l = V(q^{l-1})`` and the covariance map (a CNN's channel-averaged kernel obeys the
     FFNN recursion, [R] App. A.1, B.2).
@@ -428,53 +443,101 @@ def propagate(
     whole block, bias included, by ``1/√L`` (the paper writes ``F(W^l, y^{l-1})``, which carries the bias in its
     FFNN form, eq. 2).
 
+  **Pruned networks** (``alphas``): a mask keeping the fraction ``α_l = Σ_kept W² / Σ W²`` of layer ``l``'s squared
+  weights multiplies its effective ``σw²`` by ``α_l`` ([R] App. C, proof of Proposition 1; THEORY.md §5;
+  ``mfprune.repair.kept_variance_fraction`` measures it), so layer ``l`` maps with ``√α_l σw``::
+
+      q^l = σb² + α_l σw² E[φ(√q^{l-1} Z)²]                       (l >= 2)
+
+  ``q1`` is the *dense* first layer ``σb² + σw² ‖x‖²/d`` (:func:`input_kernel`), which becomes
+  ``σb² + α_1 (q1 − σb²)``, and its covariance likewise. A layer with ``α_l = 0`` is fully pruned: an FFNN layer
+  then carries only its bias (``q^l = σb²``, ``c^l = 1``).
+
+  ``q1``, ``c1`` and ``q1_other`` may be arrays (one entry per example or pair), broadcast together; the result has
+  their shape after the layer axis. The recursion runs as one compiled ``lax.scan``.
+
   Args:
     activation: name, callable or Activation.
     sigma_b: bias standard deviation, ``>= 0``.
     sigma_w: weight standard deviation, ``> 0``.
     depth: number of layers ``L >= 1``.
-    q1: first-layer variance ``q^1`` (see :func:`input_kernel`), ``>= 0``.
-    c1: first-layer correlation of the two inputs, in ``[-1, 1]``.
+    q1: first-layer variance ``q^1`` (see :func:`input_kernel`), ``>= 0`` (``>= σb²`` with ``alphas``).
+    c1: first-layer correlation of the two inputs, in ``[-1, 1]``; ``None`` to propagate the variance only.
     q1_other: first-layer variance of the second input; defaults to ``q1``.
+    alphas: one kept-variance fraction ``α_l >= 0`` per layer; ``None`` for the dense network.
     architecture: ``"ffnn"``, ``"cnn"``, ``"resnet"`` or ``"stable_resnet"``.
     n_blocks: Stable ResNet's ``L`` (number of residual blocks); defaults to ``depth − 1``.
     order: quadrature order.
 
   Returns:
-    A :class:`Propagation` with arrays of shape ``(depth,)``.
+    A :class:`Propagation` with arrays of shape ``(depth, *broadcast shape of q1, c1, q1_other)``; with
+    ``c1=None``, ``c`` is ``None`` and ``q_other`` is ``q``.
+
+  Raises:
+    ValueError: unknown activation or architecture, or an argument outside its range (the message names it).
   """
   act, sigma_b, sigma_w = _validated(activation, sigma_b, sigma_w)
   depth = check_int("depth", depth, 1)
   check_architecture(architecture)
   check_nonnegative("q1", q1)
-  check_interval("c1", c1, -1.0, 1.0)
-  q1_other = q1 if q1_other is None else q1_other
-  check_nonnegative("q1_other", q1_other)
+  alphas = check_alphas(alphas, depth)
+  q = _float(q1)
+  with_c = c1 is not None
+  if with_c:
+    check_interval("c1", c1, -1.0, 1.0)
+    q_other = q if q1_other is None else _float(q1_other)
+    check_nonnegative("q1_other", q_other)
+    c = _float(c1)
+    shape = jnp.broadcast_shapes(q.shape, q_other.shape, c.shape)
+    q, q_other, c = (jnp.broadcast_to(v, shape) for v in (q, q_other, c))
+  else:
+    q_other, c = None, None
+  if alphas is not None:
+    sb2 = float(sigma_b) ** 2 if is_concrete(sigma_b) else None
+    for name, value in (("q1", q), ("q1_other", q_other)):
+      if value is not None and sb2 is not None and is_concrete(value) and bool(jnp.any(value < sb2 * (1 - 1e-5))):
+        raise ValueError(f"{name} must be >= sigma_b**2 = {sb2} when alphas is given (q1 = σb² + σw² ‖x‖²/d)")
   scale = residual_scale(architecture, depth, n_blocks)
   residual = architecture in ("resnet", "stable_resnet")
-  return _propagate(act, sigma_b, sigma_w, _float(q1), _float(q1_other), _float(c1), depth, residual, scale,
-                    order)
+  qs, qos, cs = _propagate(act, sigma_b, sigma_w, q, q_other, c, alphas, depth, residual, scale, order)
+  return Propagation(q=qs, q_other=qos if with_c else qs, c=cs)
 
 
-@functools.partial(jax.jit, static_argnums=(6, 7, 8, 9))
-def _propagate(act, sigma_b, sigma_w, q1, q2, c1, depth, residual, scale, order):
+@functools.partial(jax.jit, static_argnums=(7, 8, 9, 10))
+def _propagate(act, sigma_b, sigma_w, q1, q2, c1, alphas, depth, residual, scale, order):
+  """The recursion of :func:`propagate` on validated arguments (``c1 is None``: variance only)."""
+  if alphas is None:
+    alphas = jnp.ones((depth,), q1.dtype)
+  else:  # the pruned first layer: its weight part σw²‖x‖²/d scaled by α_1
+    a, sb2 = alphas[0], sigma_b**2
+    if c1 is not None:
+      cov = sb2 + a * (c1 * jnp.sqrt(q1 * q2) - sb2)
+      q1, q2 = sb2 + a * jnp.maximum(q1 - sb2, 0.0), sb2 + a * jnp.maximum(q2 - sb2, 0.0)
+      c1 = _correlation(cov, q1, q2)
+    else:
+      q1 = sb2 + a * jnp.maximum(q1 - sb2, 0.0)
 
-  def layer(state, _):
+  def block(q, w):
+    return scale * (sigma_b**2 + w**2 * act.second_moment(q, order))
+
+  def layer(state, a):
     qa, qb, c = state
-    if residual:
+    w = jnp.sqrt(a) * sigma_w  # α_l σw²: the effective weight variance of a pruned layer
+    if c is None:
+      new = (qa + block(qa, w) if residual else sigma_b**2 + w**2 * act.second_moment(qa, order), None, None)
+    elif residual:
       cov = c * jnp.sqrt(qa * qb)
-      new_qa = qa + scale * (sigma_b**2 + sigma_w**2 * act.second_moment(qa, order))
-      new_qb = qb + scale * (sigma_b**2 + sigma_w**2 * act.second_moment(qb, order))
-      new_cov = cov + scale * (sigma_b**2 + sigma_w**2 * act.cross_moment(qa, qb, c, order))
+      new_qa, new_qb = qa + block(qa, w), qb + block(qb, w)
+      new_cov = cov + scale * (sigma_b**2 + w**2 * act.cross_moment(qa, qb, c, order))
       new = (new_qa, new_qb, _correlation(new_cov, new_qa, new_qb))
     else:
-      new = _ffnn_layer(act, sigma_b, sigma_w, qa, qb, c, order)
+      new = _ffnn_layer(act, sigma_b, w, qa, qb, c, order)
     return new, new
 
   first = (q1, q2, c1)
-  _, rest = jax.lax.scan(layer, first, None, length=depth - 1)
-  stack = [jnp.concatenate([jnp.expand_dims(a, 0), b]) for a, b in zip(first, rest)]
-  return Propagation(*stack)
+  _, rest = jax.lax.scan(layer, first, alphas[1:])
+  stack = lambda v0, vs: None if v0 is None else jnp.concatenate([jnp.expand_dims(v0, 0), vs])
+  return tuple(stack(v0, vs) for v0, vs in zip(first, rest))
 
 
 def depth_scales(activation: ActivationLike, sigma_b, sigma_w, *, order: int = ORDER) -> tuple[Array, Array]:

@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         f"{scheme or 'lecun (the model default)'}{' ' + scales if scales else ''}; {args.method} on {splits.name}, "
         f"{args.seeds} seeds ...", flush=True)
   start = time.perf_counter()
-  result = signal.critical_sparsity(apply_fn, init, args.method, n_seeds=args.seeds, data=batch, key=args.seed,
+  result = signal.critical_sparsity(apply_fn, init, args.method, n_seeds=args.seeds, batch=batch, key=args.seed,
                                     sparsities=args.sparsities, confidence=args.confidence, init_scheme=scheme,
                                     init_options=options)
   seconds = time.perf_counter() - start

@@ -1,6 +1,6 @@
 """Monte-Carlo critical sparsity (``mfprune.signal.critical_sparsity``) and the ``mfprune scr`` command.
 
-The per-seed values are checked three ways: against :func:`theory.sparsity.critical_sparsity` of the same scores
+The per-seed values are checked three ways: against :func:`theory.sparsity.critical_sparsity_from_scores` of the same scores
 (an independent implementation), against actually pruning with :func:`mfprune.prune` at ``s_cr`` (a layer is
 empty) and at ``s_cr − 1/M`` (none is), with and without tied scores; and the kept-fraction curves against
 :func:`mfprune.masks.global_top_k`.
@@ -35,7 +35,7 @@ def mlp():
 def snip3(mlp):
   """SNIP, 3 seeds, key 0."""
   apply_fn, init, batch = mlp
-  return signal.critical_sparsity(apply_fn, init, "snip", n_seeds=3, data=batch, key=0, sparsities=GRID)
+  return signal.critical_sparsity(apply_fn, init, "snip", n_seeds=3, batch=batch, key=0, sparsities=GRID)
 
 
 def seed_keys(key: int, n: int):
@@ -48,7 +48,7 @@ def tree_scores(method, apply_fn, params, batch, seed_key):
   return scores.score(method, apply_fn, params, masks.dense_mask(params), batch, key)
 
 
-theory_critical_sparsity = jax.jit(sparsity.critical_sparsity)
+theory_critical_sparsity = jax.jit(sparsity.critical_sparsity_from_scores)
 theory_death_sparsity = jax.jit(sparsity.layer_death_sparsity)
 
 
@@ -78,11 +78,11 @@ def check_against_theory_and_pruning(result, method, apply_fn, params_of_seed, b
 
 def test_same_key_same_values_other_key_other_values(mlp, snip3):
   apply_fn, init, batch = mlp
-  again = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=3, data=batch, key=0, sparsities=GRID)
+  again = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=3, batch=batch, key=0, sparsities=GRID)
   np.testing.assert_array_equal(again.values, snip3.values)
   np.testing.assert_array_equal(again.kept_fraction, snip3.kept_fraction)
   assert again.first_dead == snip3.first_dead
-  other = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=3, data=batch, key=1, sparsities=GRID)
+  other = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=3, batch=batch, key=1, sparsities=GRID)
   assert not np.array_equal(other.values, snip3.values)
 
 
@@ -91,7 +91,7 @@ def test_each_seed_is_its_exact_critical_sparsity(mlp, snip3):
   keys = seed_keys(0, 3)
   check_against_theory_and_pruning(snip3, "snip", apply_fn, lambda i: init(keys[i]), batch, keys)
   assert snip3.values.min() > 0.5 and snip3.values.max() < 1.0
-  assert snip3.layers == tuple(f"layers/{i}/kernel" for i in range(5)) and snip3.layer_order == "network"
+  assert snip3.layers == tuple(f"layers/{i}/kernel" for i in range(5)) and snip3.ordering == "network"
 
 
 def rounded(params):
@@ -109,7 +109,7 @@ def test_tie_rule_with_heavily_tied_magnitudes(mlp):
   so s_cr depends on the tie rule (earliest in parameter order kept first). prune(method="magnitude") on the rounded
   weights prunes by the same scores."""
   apply_fn, init, batch = mlp
-  result = signal.critical_sparsity(apply_fn, init, rounded_magnitude, n_seeds=3, data=batch, key=3, sparsities=GRID)
+  result = signal.critical_sparsity(apply_fn, init, rounded_magnitude, n_seeds=3, batch=batch, key=3, sparsities=GRID)
   assert result.method == "rounded_magnitude"
   keys = seed_keys(3, 3)
   for i, k in enumerate(keys):  # the test exercises ties: the dying layer's maximum also occurs in another layer
@@ -149,13 +149,13 @@ def test_init_scheme_gives_the_pipeline_parameters(mlp):
   """With init_scheme, seed i is pipeline.initial_params(init, k_i, scheme, ...) (under jit)."""
   apply_fn, init, batch = mlp
   options = {"sigma_w": 0.6, "sigma_b": 0.2}
-  result = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=3, data=batch, key=5, sparsities=GRID,
+  result = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=3, batch=batch, key=5, sparsities=GRID,
                                     init_scheme="gaussian", init_options=options)
   keys = seed_keys(5, 3)
   initial = jax.jit(lambda k: pipeline.initial_params(init, k, "gaussian", **options))
   check_against_theory_and_pruning(result, "snip", apply_fn, lambda i: initial(keys[i]), batch, keys, prune_seeds=0)
   assert not np.array_equal(result.values, signal.critical_sparsity(
-      apply_fn, init, "snip", n_seeds=3, data=batch, key=5, sparsities=GRID).values)  # the scheme was applied
+      apply_fn, init, "snip", n_seeds=3, batch=batch, key=5, sparsities=GRID).values)  # the scheme was applied
 
 
 def test_kept_fraction_curve(mlp, snip3):
@@ -164,7 +164,7 @@ def test_kept_fraction_curve(mlp, snip3):
   # A grid through every death sparsity and the reachable sparsity just below it, plus a few others.
   death = snip3.death_sparsity[snip3.death_sparsity < 1]
   grid = np.unique(np.concatenate([death, death - 1 / total, [0.0, 0.3, 0.77, 0.9, 0.999]]))
-  result = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=3, data=batch, key=0, sparsities=grid[::-1])
+  result = signal.critical_sparsity(apply_fn, init, "snip", n_seeds=3, batch=batch, key=0, sparsities=grid[::-1])
   np.testing.assert_array_equal(result.death_sparsity, snip3.death_sparsity)
   np.testing.assert_array_equal(result.sparsities, grid[::-1])  # any order: rows follow the grid as given
   kept = result.kept_fraction[::-1]
@@ -181,7 +181,7 @@ def test_kept_fraction_curve(mlp, snip3):
 
 def test_one_seed_has_no_interval_and_the_result_serialises(mlp, tmp_path):
   apply_fn, init, batch = mlp
-  result = signal.critical_sparsity(apply_fn, init, "random", n_seeds=1, data=batch, key=0, sparsities=GRID)
+  result = signal.critical_sparsity(apply_fn, init, "random", n_seeds=1, batch=batch, key=0, sparsities=GRID)
   assert result.interval is None and np.isnan(result.std) and result.n_seeds == 1
   data = json.loads(report.write_json(tmp_path / "r.json", result.to_dict()).read_text())
   assert data["interval"] is None and data["std"] is None and data["first_dead_counts"] == {result.first_dead[0]: 1}
@@ -223,11 +223,11 @@ def branchy_net():
 def test_layers_come_in_network_order(mlp):
   apply_fn, init = branchy_net()
   batch = mlp[2]
-  result = signal.critical_sparsity(apply_fn, init, "magnitude", n_seeds=2, data=batch, key=0, sparsities=GRID)
-  assert result.layers == ("stem/kernel", "body/kernel", "head/kernel") and result.layer_order == "network"
+  result = signal.critical_sparsity(apply_fn, init, "magnitude", n_seeds=2, batch=batch, key=0, sparsities=GRID)
+  assert result.layers == ("stem/kernel", "body/kernel", "head/kernel") and result.ordering == "network"
   assert result.layer_sizes == (160, 100, 50)
-  tree = signal.critical_sparsity(apply_fn, init, "magnitude", n_seeds=2, key=0, sparsities=GRID)  # no data
-  assert tree.layer_order == "tree" and tree.layers == ("body/kernel", "head/kernel", "stem/kernel")
+  tree = signal.critical_sparsity(apply_fn, init, "magnitude", n_seeds=2, key=0, sparsities=GRID)  # no batch
+  assert tree.ordering == "tree" and tree.layers == ("body/kernel", "head/kernel", "stem/kernel")
   np.testing.assert_array_equal(tree.values, result.values)
   np.testing.assert_array_equal(tree.death_sparsity, result.death_sparsity[:, [1, 2, 0]])
 
@@ -238,16 +238,17 @@ def test_layers_come_in_network_order(mlp):
     ({"sparsities": [0.5, 1.0]}, "sparsities must lie in [0, 1)"),
     ({"sparsities": [-0.1]}, "sparsities must lie in [0, 1)"),
     ({"sparsities": []}, "at least one sparsity"),
-    ({"scorer": "snipp"}, "unknown pruning method 'snipp'"),
+    ({"method": "snipp"}, "unknown pruning method 'snipp'"),
     ({"confidence": 1.0}, "confidence must be in (0, 1)"),
-    ({"data": None}, "needs data=(inputs, labels)"),
+    ({"batch": None}, "needs batch=(inputs, labels)"),
     ({"init_scheme": "xavier"}, "unknown init_scheme 'xavier'"),
+    ({"key": "seven"}, "key must be an integer seed or a jax.random key"),
 ])
 def test_bad_input_raises_naming_the_argument(mlp, kwargs, message):
   apply_fn, init, batch = mlp
-  arguments = {"scorer": "snip", "n_seeds": 2, "data": batch, **kwargs}
+  arguments = {"method": "snip", "n_seeds": 2, "batch": batch, **kwargs}
   with pytest.raises(ValueError) as error:
-    signal.critical_sparsity(apply_fn, init, arguments.pop("scorer"), **arguments)
+    signal.critical_sparsity(apply_fn, init, arguments.pop("method"), **arguments)
   assert message in str(error.value)
 
 

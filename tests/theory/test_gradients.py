@@ -13,7 +13,7 @@ def test_backward_recursion_by_hand_for_three_layers():
   sigma_b, sigma_w, widths = 0.2, 1.1, [5, 8, 4, 6]
   moments = theory.gradient_moments("tanh", sigma_b, sigma_w, 3, q1=0.9, widths=widths)
   q = np.asarray(moments.q, np.float64)
-  chi = [float(theory.chi_at("tanh", sigma_w, v)) for v in q]
+  chi = [float(theory.chi_at("tanh", sigma_b, sigma_w, v)) for v in q]
   # q̃^3 = 1, q̃^2 = (N_3/N_2) χ(q^2), q̃^1 = q̃^2 (N_2/N_1) χ(q^1)   ([R] App. B.1.2)
   expected = [chi[1] * widths[3] / widths[2] * chi[0] * widths[2] / widths[1], chi[1] * widths[3] / widths[2], 1.0]
   np.testing.assert_allclose(moments.q_tilde, expected, rtol=tol(1e-5, 1e-12))
@@ -68,3 +68,29 @@ def test_bad_arguments():
   with pytest.raises(ValueError, match="overflows"):
     theory.gradient_moments("relu", 0.0, 3.0, 2000 if theory.gaussian.float_dtype() == np.float64 else 300,
                             architecture="resnet")
+
+
+def test_pruned_chi_is_chi_along_the_pruned_variances():
+  """Dense at q*: every χ_l is theory.phase's χ (1 on the EOC); pruned: χ_l = α_l σw² E[φ'(√q^{l-1} Z)²] along
+  propagate's pruned q^l, their geometric mean and log-sum; an emptied layer has χ = 0."""
+  sigma_b = 0.3
+  sigma_w = float(theory.eoc_sigma_w("tanh", sigma_b))
+  q_star = theory.q_star("tanh", sigma_b, sigma_w)
+  dense = theory.pruned_chi("tanh", sigma_b, sigma_w, alphas=[1.0] * 5, q1=q_star)
+  np.testing.assert_allclose(dense.chi, 1.0, rtol=tol(1e-4, 1e-8))
+  assert float(dense.chi_effective) == pytest.approx(1.0, rel=tol(1e-4, 1e-8))
+  alphas = [0.5, 0.3, 0.8, 0.6]
+  pruned = theory.pruned_chi("tanh", sigma_b, sigma_w, alphas=alphas, q1=1.2)
+  q = theory.propagate("tanh", sigma_b, sigma_w, 4, 1.2, c1=None, alphas=alphas).q
+  np.testing.assert_allclose(pruned.q, q, rtol=tol(1e-6, 1e-12))
+  expected = [a * float(theory.chi_at("tanh", sigma_b, sigma_w, v)) for a, v in zip(alphas[1:], np.asarray(q)[:-1])]
+  np.testing.assert_allclose(pruned.chi, expected, rtol=tol(1e-5, 1e-12))
+  assert float(pruned.log_gradient_spread) == pytest.approx(np.sum(np.log(expected)), rel=tol(1e-5, 1e-10))
+  assert float(pruned.chi_effective) == pytest.approx(np.exp(np.mean(np.log(expected))), rel=tol(1e-5, 1e-10))
+  emptied = theory.pruned_chi("tanh", sigma_b, sigma_w, alphas=[1.0, 0.0, 1.0], q1=1.2)
+  assert float(emptied.chi[0]) == 0.0 and float(emptied.chi_effective) == 0.0
+  assert float(emptied.log_gradient_spread) == -np.inf
+  with pytest.raises(ValueError, match="at least two layers"):
+    theory.pruned_chi("tanh", sigma_b, sigma_w, alphas=[1.0])
+  with pytest.raises(ValueError, match="alphas must be finite and >= 0"):
+    theory.pruned_chi("tanh", sigma_b, sigma_w, alphas=[1.0, -0.5])

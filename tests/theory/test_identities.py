@@ -30,7 +30,7 @@ def test_f_of_one_is_one_and_f_is_increasing_and_convex(name, sigma_b, sigma_w):
 @pytest.mark.parametrize("name, sigma_b, sigma_w", POINTS)
 def test_f_prime_at_one_is_chi(name, sigma_b, sigma_w):
   q = theory.q_star(name, sigma_b, sigma_w)
-  by_formula = theory.chi_at(name, sigma_w, q)  # σw² E[φ'(√q* Z)²]
+  by_formula = theory.chi_at(name, sigma_b, sigma_w, q)  # σw² E[φ'(√q* Z)²]
   by_autodiff = jax.grad(lambda c: theory.correlation_map(name, sigma_b, sigma_w, c))(1.0)
   assert np.isfinite(by_autodiff)
   assert float(by_autodiff) == pytest.approx(float(by_formula), rel=tol(1e-5, 1e-11))

@@ -89,3 +89,45 @@ def test_tolerance_is_tight_enough_to_catch_a_wrong_sigma_w():
 @pytest.mark.parametrize("architecture", ["ffnn", "stable_resnet"])
 def test_wider_deeper_networks_match_mean_field(architecture):
   _check("tanh", 0.3, 1.3955, architecture, width=4000, depth=12)
+
+
+def test_pruned_network_chi_matches_sampled_gradients():
+  """[R] App. C with Approximation 2: a randomly pruned wide tanh FFNN (keep fractions 0.7, 0.4, 0.9, ...) propagates
+  q^l with σw² → α_l σw², and backpropagation through layer l multiplies the gradient's mean square by
+  χ_l = α_l σw² E[φ'(√q^{l-1} Z)²] (theory.pruned_chi), measured on a random output direction."""
+  phi = theory.get_activation("tanh")
+  sigma_b, sigma_w, keep = 0.3, 1.3955, (0.7, 0.4, 0.9, 0.5, 0.8, 0.6)
+  x, _ = _inputs(jax.random.PRNGKey(0), WIDTH, 0.3)
+
+  @jax.jit
+  def sample(key):
+    h, hs, weights, alphas = x, [], [], []
+    for layer, p in enumerate(keep):
+      key, kw, kb, km = jax.random.split(key, 4)
+      w = jax.random.normal(kw, (WIDTH, WIDTH)) * sigma_w / math.sqrt(WIDTH)
+      w = w * jax.random.bernoulli(km, p, w.shape)
+      alphas.append(jnp.sum(w**2) / (sigma_w**2 * WIDTH))  # Σ_kept W² / E Σ W²
+      h = (h if layer == 0 else phi(h)) @ w.T + jax.random.normal(kb, (WIDTH,)) * sigma_b
+      hs.append(h)
+      weights.append(w)
+    g = jax.random.normal(key, (WIDTH,))  # ∂(g·h^L)/∂h^L
+    ratios = []
+    for layer in range(len(keep) - 1, 0, -1):  # ∂/∂h^{l-1} = (W^l)ᵀ g ⊙ φ'(h^{l-1})
+      new = (g @ weights[layer]) * jax.vmap(jax.grad(phi))(hs[layer - 1])
+      ratios.append(jnp.mean(new**2) / jnp.mean(g**2))
+      g = new
+    return jnp.stack([jnp.mean(v**2) for v in hs]), jnp.stack(ratios[::-1]), jnp.stack(alphas)
+
+  runs = [sample(k) for k in jax.random.split(jax.random.PRNGKey(2), SEEDS)]
+  q, ratios, alphas = (np.mean([np.asarray(r[i]) for r in runs], axis=0) for i in range(3))
+  q1, _, _ = theory.input_kernel(x, x, sigma_b, sigma_w)
+  predicted = theory.pruned_chi("tanh", sigma_b, sigma_w, alphas=alphas, q1=q1)
+  layers = np.arange(1, len(keep) + 1)
+  tolerance = 5 * np.sqrt(2 * layers / (WIDTH * SEEDS)) + 2 / WIDTH
+  np.testing.assert_array_less(np.abs(q / np.asarray(predicted.q) - 1), tolerance)
+  np.testing.assert_array_less(np.abs(ratios / np.asarray(predicted.chi) - 1), 2 * tolerance[1:])
+  dense = theory.pruned_chi("tanh", sigma_b, sigma_w, alphas=np.ones(len(keep)), q1=q1)
+  assert np.max(np.abs(ratios / np.asarray(dense.chi) - 1)) > 0.3  # the dense χ is far off: the test has teeth
+  assert float(predicted.chi_effective) < 0.8 < float(dense.chi_effective)  # pruned on the EOC: the ordered drift
+  np.testing.assert_allclose(float(predicted.log_gradient_spread), np.sum(np.log(ratios)), rtol=0.05)
+  assert float(predicted.chi_effective) == pytest.approx(np.exp(np.mean(np.log(ratios))), rel=0.02)

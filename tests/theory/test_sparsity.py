@@ -9,6 +9,7 @@ import pytest
 
 import theory
 from theory import sparsity as sp
+from theory.sparsity import kept_fraction
 from tests.conftest import tol
 
 TANH_EOC = 1.3955836296081543  # theory.eoc_sigma_w("tanh", 0.3), as a constant to spare the EOC solver's compile
@@ -52,11 +53,27 @@ def test_critical_sparsity_matches_brute_force_with_ties(shapes):
     layers = _random_layers(rng, shapes, ties=trial < 4)
     keep, death_k, total = _brute_force(layers)
     assert int(sp.critical_keep_count(layers)) == keep
-    assert float(sp.critical_sparsity(layers)) == pytest.approx(1 - keep / total, abs=1e-6)
+    assert float(sp.critical_sparsity_from_scores(layers)) == pytest.approx(1 - keep / total, abs=1e-6)
     np.testing.assert_allclose(sp.layer_death_sparsity(layers), [1 - k / total for k in death_k], atol=1e-6)
     # Death order: the largest death keep count dies first; the layer holding the best weight (k = 0) last.
     order = np.asarray(sp.layer_death_order(layers)).tolist()
     assert order == np.argsort(-np.asarray(death_k), kind="stable").tolist()
+
+
+@pytest.mark.parametrize("ties", [True, False])
+def test_layer_kept_counts_is_global_top_k_at_every_count(ties):
+  """One sort gives every layer's kept count at every k (any order of the counts) and its death rank."""
+  rng = np.random.default_rng(11)
+  layers = _random_layers(rng, [(3, 4), (5,), (2, 3)], ties=ties)
+  total = sum(np.size(x) for x in layers)
+  counts = [7, 1, total, 12, 3]
+  result = sp.layer_kept_counts(layers, counts)
+  np.testing.assert_array_equal(result.kept, [_brute_force_kept(layers, k) for k in counts])
+  _, death_k, _ = _brute_force(layers)
+  np.testing.assert_array_equal(result.death_rank, death_k)  # R_l: empty at k <= R_l
+  np.testing.assert_allclose(sp.layer_death_sparsity(layers), 1 - np.asarray(result.death_rank) / total, atol=1e-6)
+  with pytest.raises(ValueError, match="at least one keep count"):
+    sp.layer_kept_counts(layers, [])
 
 
 def test_without_ties_it_is_the_papers_formula():
@@ -64,11 +81,11 @@ def test_without_ties_it_is_the_papers_formula():
   layers = [rng.standard_normal(s) for s in [(40,), (30, 2), (25,)]]
   threshold = min(np.max(x) for x in layers)
   expected = 1 - sum(np.sum(x > threshold) for x in layers) / sum(x.size for x in layers)
-  assert float(sp.critical_sparsity(layers)) == pytest.approx(expected, abs=1e-6)
+  assert float(sp.critical_sparsity_from_scores(layers)) == pytest.approx(expected, abs=1e-6)
 
 
 def test_one_layer_is_never_emptied_and_signed_zeros_follow_masks():
-  assert float(sp.critical_sparsity([jnp.ones((3, 3))])) == 1.0
+  assert float(sp.critical_sparsity_from_scores([jnp.ones((3, 3))])) == 1.0
   assert int(sp.critical_keep_count([jnp.array([5.0])])) == 0
   # mfprune orders −0.0 below +0.0: the first layer (max −0.0) dies first, after the single +0.0 weight is ranked.
   layers = [jnp.array([-0.0, -1.0]), jnp.array([0.0])]
@@ -83,7 +100,7 @@ def test_agrees_with_mfprune_global_top_k():
                                                                                          jnp.float32),
             "c": jnp.asarray(rng.integers(0, 3, (3, 3)), jnp.float32)}
   total = 20 + 6 + 9
-  s_cr = float(sp.critical_sparsity(scores))  # a dict: leaves in tree order, as mfprune
+  s_cr = float(sp.critical_sparsity_from_scores(scores))  # a dict: leaves in tree order, as mfprune
   keep = masks.keep_count(total, s_cr)
   assert keep == int(sp.critical_keep_count(scores))
   at = masks.global_top_k(scores, keep)
@@ -95,8 +112,8 @@ def test_agrees_with_mfprune_global_top_k():
 def test_jit_and_vmap():
   rng = np.random.default_rng(0)
   batch = [jnp.asarray(rng.integers(0, 5, (6, 4, 3)), jnp.float32), jnp.asarray(rng.standard_normal((6, 7)))]
-  batched = jax.jit(jax.vmap(sp.critical_sparsity))(batch)
-  looped = [float(sp.critical_sparsity([b[i] for b in batch])) for i in range(6)]
+  batched = jax.jit(jax.vmap(sp.critical_sparsity_from_scores))(batch)
+  looped = [float(sp.critical_sparsity_from_scores([b[i] for b in batch])) for i in range(6)]
   np.testing.assert_allclose(batched, looped, atol=1e-7)
   orders = jax.vmap(sp.layer_death_order)(batch)
   assert orders.shape == (6, 2)
@@ -108,7 +125,7 @@ def test_jit_and_vmap():
 ])
 def test_critical_sparsity_bad_input(scores, message):
   with pytest.raises(ValueError, match=message):
-    sp.critical_sparsity(scores)
+    sp.critical_sparsity_from_scores(scores)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -252,6 +269,23 @@ def test_proposition4_decreases_with_gamma_and_stays_finite():
     assert math.isfinite(sp.proposition4_bound(gamma, width=100, epsilon_grid=[1e-3, 1.0, 1.999]))
 
 
+def test_proposition4_parameters_from_layer_shapes():
+  """An MNIST-shaped MLP (784 → 100 × 8 → 10): layer 0 has the largest fan-in ratio 7.84 and ζ = 784·100/100²."""
+  fan_ins = [784] + [100] * 9
+  sizes = [784 * 100] + [100 * 100] * 8 + [100 * 10]
+  setting = sp.proposition4_parameters(fan_ins, sizes, width=100)
+  assert setting.layer == 0 and setting.gamma == pytest.approx(7.84) and setting.zeta == pytest.approx(7.84)
+  assert setting.fan_in_ratios[:2] == pytest.approx((7.84, 1.0)) and setting.to_dict()["layer"] == 0
+  # The largest ratio elsewhere: the read-out of a CNN on 8×8 digits (fan-in 64·C) beats the convolutions (9·C).
+  assert sp.proposition4_parameters([9, 9 * 4, 64 * 4], [9 * 4, 9 * 16, 64 * 40], width=4).layer == 2
+  with pytest.raises(ValueError, match="no single layer has the largest fan-in ratio"):
+    sp.proposition4_parameters([64] + [100] * 9, sizes, width=100)
+  with pytest.raises(ValueError, match="at least two layers"):
+    sp.proposition4_parameters([784], [78400], width=100)
+  with pytest.raises(ValueError, match="sizes must give one layer size per fan-in"):
+    sp.proposition4_parameters([784, 100], [78400], width=100)
+
+
 def test_proposition5():
   # 1 − L π² / (4 (r − 1)² log(N)²), r = √γ (variance reading) or γ (std reading).
   assert sp.proposition5_probability(9.0, depth=2, width=10**6) == pytest.approx(
@@ -362,7 +396,7 @@ def test_product_law_survival_and_shares():
   z = np.array([1e-6, 1e-3, 0.1, 1.0, 3.0, 10.0, 30.0])
   # P(|XY| > z) = (2/π) ∫_z^∞ K0(u) du: the density of the product of two standard normals is K0(|u|)/π.
   reference = [2 / math.pi * integrate.quad(special.k0, v, np.inf, epsabs=0, epsrel=1e-12, limit=200)[0] for v in z]
-  np.testing.assert_allclose(sp._survival(jnp.asarray(z), "product"), reference, rtol=tol(2e-6, 1e-8))
+  np.testing.assert_allclose(kept_fraction._survival(jnp.asarray(z), "product"), reference, rtol=tol(2e-6, 1e-8))
   rng = np.random.default_rng(2)
   m, sizes, s = np.array([0.2, 1.0, 4.0]), np.array([20_000, 40_000, 10_000]), 0.8
   scores = np.concatenate([np.sqrt(v) * np.abs(rng.standard_normal(n) * rng.standard_normal(n))
@@ -388,7 +422,7 @@ def test_critical_sparsity_from_moments_against_sampled_scores():
   products = []
   for _ in range(200):
     layers = [np.sqrt(v) * np.abs(rng.standard_normal(n) * rng.standard_normal(n)) for v, n in zip(m, sizes)]
-    products.append(float(sp.critical_sparsity(layers)))
+    products.append(float(sp.critical_sparsity_from_scores(layers)))
   assert float(sp.critical_sparsity_from_moments(m, sizes, score_law="product").mean) == pytest.approx(
       np.mean(products), abs=0.01)
   assert float(predicted.median) == pytest.approx(np.median(draws), abs=0.015)
@@ -450,8 +484,8 @@ def test_predicted_bad_input(call, message):
 def test_exported_from_theory():
   for name in sp.__all__:
     assert hasattr(sp, name)
-  assert theory.sparsity is sp
-  assert theory.critical_sparsity is sp.critical_sparsity and theory.theorem1_bound is sp.theorem1_bound
+  assert theory.critical_sparsity_from_scores is sp.critical_sparsity_from_scores
+  assert theory.theorem1_bound is sp.theorem1_bound
 
 
 def test_theorem1_at_the_solvers_eoc_is_the_eoc():

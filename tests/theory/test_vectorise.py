@@ -15,8 +15,8 @@ def test_vmap_over_sigmas_equals_the_loop():
   batched = jax.vmap(lambda b, w: theory.q_star("tanh", b, w))(sigma_b, sigma_w)
   looped = [float(theory.q_star("tanh", b, w)) for b, w in zip(sigma_b, sigma_w)]
   np.testing.assert_allclose(batched, looped, rtol=tol(1e-6, 1e-13))
-  chi = jax.vmap(lambda w: theory.chi_at("tanh", w, 0.5))(sigma_w)
-  np.testing.assert_allclose(chi, [float(theory.chi_at("tanh", w, 0.5)) for w in sigma_w], rtol=tol(1e-6, 1e-13))
+  chi = jax.vmap(lambda w: theory.chi_at("tanh", 0.0, w, 0.5))(sigma_w)
+  np.testing.assert_allclose(chi, [float(theory.chi_at("tanh", 0.0, w, 0.5)) for w in sigma_w], rtol=tol(1e-6, 1e-13))
 
 
 def test_vmap_over_an_activation_parameter():
