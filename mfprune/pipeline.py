@@ -24,7 +24,6 @@ from mfprune import models, pruning, repair
 Array = jax.Array
 Params = Any
 Mask = Any
-RESCALE_GRANULARITIES = ("row", "layer")
 
 
 def model_fns(name: str, *, input_shape: Sequence[int] | str, num_classes: int | None = None,
@@ -81,8 +80,8 @@ def prune_and_repair(apply_fn: Callable, params: Params, batch: Any = None, *, m
     ``(params, mask)`` with pruned weights exactly zero in ``params``.
   """
   sparsity = masks_lib.check_sparsity(sparsity)
-  if rescale is not None and rescale not in RESCALE_GRANULARITIES:
-    raise ValueError(f"rescale must be None or one of {', '.join(RESCALE_GRANULARITIES)}; got {rescale!r}")
+  if rescale is not None and rescale not in repair.GRANULARITIES:
+    raise ValueError(f"rescale must be None or one of {', '.join(repair.GRANULARITIES)}; got {rescale!r}")
   if method is None or sparsity == 0.0:
     mask = masks_lib.dense_mask(params)
   else:

@@ -39,6 +39,7 @@ import optax
 import theory
 from theory.sparsity import lottery_keep_probability  # the one definition ([R] App. H); re-exported here
 from mfprune import masks
+from mfprune.init import fan_in
 from mfprune.masks import Mask, Params, Prunable, is_kernel
 from theory._validation import is_concrete, positive_float
 
@@ -51,7 +52,7 @@ __all__ = [
 Array = jax.Array
 Factors = Any  # pytree like params: float arrays broadcasting against the kernel (masked leaves) or None
 GRANULARITIES = ("row", "layer")
-"""Relative slack when comparing ``σw`` with ``σw,EOC`` (the EOC solver works in float32 by default)."""
+"""The granularities of the rescaling trick: per output neuron or channel ([R] Algorithm 1), or per layer."""
 
 
 def _is_none(x: Any) -> bool:
@@ -111,9 +112,10 @@ def _layer_factor(w: Array, m: Array, granularity: str, sigma_w: float | None) -
   if sigma_w is None:
     target = jnp.sum(w2, axis=axes, keepdims=True)
   else:
-    # E‖row‖² = fan_in · σw²/fan_in = σw² per output unit; a layer has `out` of them.
+    # [R] Prop. 1 / Alg. 1: each kept row gets its dense row's expected squared norm (theory.rescaling_target, σw²
+    # with v_l = fan_in); a layer has `out` rows.
     rows = 1 if granularity == "row" else w.shape[-1]
-    target = jnp.full_like(kept, sigma_w**2 * rows)
+    target = jnp.full_like(kept, theory.rescaling_target(sigma_w, fan_in=fan_in(w.shape)) * rows)
   some_kept = kept > 0
   factor = jnp.where(some_kept, jnp.sqrt(target / jnp.where(some_kept, kept, 1)), 1)
   return factor.astype(jnp.result_type(w))
@@ -220,40 +222,50 @@ def rescale(params: Params, mask: Mask, *, granularity: str = "row", reference: 
   return jax.tree.map(lambda m, w, s: w if m is None else s, mask, params, scaled, is_leaf=_is_none)
 
 
-def kept_variance_fraction(params: Params, mask: Mask) -> dict[str, float]:
+def kept_variance_fraction(params: Params, mask: Mask | None = None, *,
+                           reference: Params | None = None) -> dict[str, float]:
   """Per layer, the factor ``α_l`` by which pruning multiplies the effective ``σw²`` ([R] App. C).
 
-  ``α_l = Σ_kept W² / Σ W²`` over the layer's kernel: the empirical ``E[N_{l−1} (W_11)² δ_11]`` of the proof of
+  ``α_l = Σ_kept W² / Σ W²_ref`` over the layer's kernel: the empirical ``E[N_{l−1} (W_11)² δ_11]`` of the proof of
   Proposition 1 (weights standardised so that the dense sum is 1). For a dense Gaussian layer with ``σw`` the pruned
-  layer propagates variances as a dense one with ``σw² → α_l σw²``: ``q^l = α_l σw² E[φ(y^{l−1})²] + σb²``. A random
-  mask keeping a fraction ``p`` gives ``α_l ≈ p``; magnitude pruning keeps the large weights, so ``α_l > p``. A
-  layer whose weights are all zero gets 1 (pruning changes nothing there).
+  layer propagates variances as a dense one with ``σw² → α_l σw²``: ``q^l = α_l σw² E[φ(y^{l−1})²] + σb²``
+  (:func:`theory.maps.propagate` with ``alphas``). A random mask keeping a fraction ``p`` gives ``α_l ≈ p``;
+  magnitude pruning keeps the large weights, so ``α_l > p``; after the rescaling trick (:func:`rescale`, measured
+  against the dense weights with ``reference``) ``α_l = 1``. A layer whose reference weights are all zero gets 1
+  (pruning changes nothing there).
 
   Args:
-    params: parameters (dense weights).
-    mask: a mask of ``params``.
+    params: parameters: the dense weights with ``mask``, or weights already pruned (and repaired) with ``reference``.
+    mask: a mask of ``params`` (``True`` = kept); ``None`` counts every entry of ``params`` (already pruned ones are
+      zero).
+    reference: the dense weights the fraction is taken of (default ``params`` itself).
 
   Returns:
     ``{layer path name ("layers/0/kernel"): α_l}`` in tree order, as Python floats.
 
   Raises:
-    ValueError: ``mask`` does not fit ``params``.
+    ValueError: ``mask`` or ``reference`` does not fit ``params``.
   """
+  mask = _mask_or_dense(params, mask)
   masks.check_mask(mask, params)
-  return {name: float(value) for name, value in masks.named_leaves(_fractions(params, mask))}
+  if reference is None:
+    reference = params
+  else:
+    masks.check_mask(mask, reference, name="mask (for reference)")
+  return {name: float(value) for name, value in masks.named_leaves(_fractions(params, mask, reference))}
 
 
 @jax.jit
-def _fractions(params: Params, mask: Mask) -> Any:
+def _fractions(params: Params, mask: Mask, reference: Params) -> Any:
 
-  def fraction(m, w):
+  def fraction(m, w, r):
     if m is None:
       return None
-    w2 = jnp.square(w.astype(_float_dtype(w)))
-    total = jnp.sum(w2)
-    return jnp.where(total > 0, jnp.sum(jnp.where(m, w2, 0)) / jnp.where(total > 0, total, 1), 1.0)
+    total = jnp.sum(jnp.square(r.astype(_float_dtype(r))))
+    kept = jnp.sum(jnp.where(m, jnp.square(w.astype(_float_dtype(w))), 0))
+    return jnp.where(total > 0, kept / jnp.where(total > 0, total, 1), 1.0)
 
-  return jax.tree.map(fraction, mask, params, is_leaf=_is_none)
+  return jax.tree.map(fraction, mask, params, reference, is_leaf=_is_none)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
 import theory
-from mfprune import data, functional, masks, pipeline, report, signal, train
+from mfprune import data, functional, masks, pipeline, repair, report, signal, train
 
 ACTIVATION = "tanh"
 DEPTH = 30
@@ -44,23 +43,17 @@ TRAINING = train.TrainConfig(steps=1000, batch_size=100, optimizer="momentum", l
 
 def _variance_multipliers(dense: Any, repaired: Any, order: list[str]) -> np.ndarray:
   """α_l = ‖W_l after pruning (and repair)‖² / ‖W_l dense‖², in network order ([R] App. C)."""
-  kernels = dict(masks.named_leaves(masks.dense_mask(dense)))
-  dense_leaves, repaired_leaves = dict(masks.named_leaves(dense)), dict(masks.named_leaves(repaired))
-  return np.array([float(jnp.sum(repaired_leaves[name] ** 2) / jnp.sum(dense_leaves[name] ** 2))
-                   for name in order if name in kernels])
+  alphas = repair.kept_variance_fraction(repaired, reference=dense)
+  return np.array([alphas[name] for name in order if name in alphas])
 
 
 def _prediction(sigma_w: float, q1: float, alphas: np.ndarray) -> dict[str, Any]:
-  """Mean-field profile of the pruned net: q^l with σw² → α_l σw², χ_l, effective χ, gradient spread."""
-  q = np.asarray(signal.predicted_moments(ACTIVATION, sigma_w=sigma_w, sigma_b=SIGMA_B, depth=len(alphas), q1=q1,
-                                          alphas=alphas.tolist()).q)
-  chis = alphas[1:] * np.asarray(theory.chi_at(ACTIVATION, sigma_w, q[:-1]))  # layers 2..L; χ is linear in σw²
-  with np.errstate(divide="ignore"):  # an emptied layer has χ_l = 0: effective χ 0, spread -inf (null in JSON)
-    log_chis = np.log(chis)
+  """Mean-field profile of the pruned net (theory.pruned_chi): χ_l along its q^l, effective χ, gradient spread."""
+  pruned = theory.pruned_chi(ACTIVATION, SIGMA_B, sigma_w, alphas=alphas, q1=q1)
   return {"chi_dense": float(theory.phase(ACTIVATION, SIGMA_B, sigma_w).chi),
-          "chi_effective": float(np.exp(np.mean(log_chis))),
-          "log10_gradient_spread": float(np.sum(log_chis) / np.log(10.0)),
-          "chi_per_layer": chis.tolist(),
+          "chi_effective": float(pruned.chi_effective),  # 0 for an emptied layer (χ_l = 0)
+          "log10_gradient_spread": float(pruned.log_gradient_spread) / np.log(10.0),  # −inf then (null in JSON)
+          "chi_per_layer": np.asarray(pruned.chi).tolist(),
           "alpha_per_layer": alphas.tolist()}
 
 

@@ -140,6 +140,14 @@ def test_kept_variance_fraction_of_random_and_dense_masks():
   # magnitude pruning keeps the large weights: more variance than the kept fraction
   magnitude = {"big": {"kernel": jnp.asarray(np.abs(kernel) >= np.quantile(np.abs(kernel), 1 - keep))}}
   assert repair.kept_variance_fraction(params, magnitude)["big/kernel"] > keep + 0.3
+  # Already pruned weights against the dense reference: the same α; after the rescaling trick α = 1 again.
+  mask = _random_mask(params, keep, seed=4)
+  pruned = masks.apply_mask(params, mask)
+  assert repair.kept_variance_fraction(pruned, reference=params) == pytest.approx(alpha, rel=1e-6)
+  rescaled = repair.rescale(params, mask, granularity="layer")
+  assert repair.kept_variance_fraction(rescaled, reference=params)["big/kernel"] == pytest.approx(1.0, rel=1e-5)
+  with pytest.raises(ValueError, match="for reference"):
+    repair.kept_variance_fraction(pruned, reference={"big": {"kernel": jnp.ones((3, 3))}})
 
 
 def _last_tanh_variance(params, x):
