@@ -2,7 +2,7 @@
 
 ``Tr Π_θ = Σ_p Σ_j (∂v_p/∂θ_j)² = Σ_j ∂R_pk(1, θ)/∂(θ_j²)`` with ``R_pk(x, θ) = 1ᵀ(Π_l (θ^l)²) x``, the output sum
 of the linearised network (no biases, identity activations) on the squared parameters: one backward pass
-(:mod:`theory.paths` holds the formulas and the enumeration oracle). Here it is computed for a model given as the
+(:mod:`theory.paths` holds the formulas for dense chains and the enumeration oracle). Here it is computed for a model given as the
 ``(apply_fn, params)`` pair of :mod:`mfprune.functional`, at ``θ ⊙ mask``:
 
 * mfprune's models (``apply_fn.linearised``, :func:`mfprune.functional.linearised`) divide the signal after every
@@ -11,7 +11,7 @@ of the linearised network (no biases, identity activations) on the squared param
   :func:`mfprune.models.layers.record_scales` collects ``log S``, so ``log R_pk = log R̃ + log S`` and
   ``log ∂R_pk/∂(θ_j²) = log ∂R̃/∂(θ_j²) + log S`` exactly: finite logs at depth 100 in float32.
 * a hand-written ``apply_fn`` without a linearised mode is checked to be bias-free and positively homogeneous
-  (:func:`theory.paths.check_path_network`) and evaluated on the squared parameters and a non-negative input, where
+  (:func:`check_path_network`) and evaluated on the squared parameters and a non-negative input, where
   a ReLU network is its linear network; no renormalisation (it may overflow for deep nets in float32).
 
 What counts. Pruned weights are no longer parameters: they add nothing (their diagonal entries are set to 0), and
@@ -37,16 +37,17 @@ import numpy as np
 
 from mfprune import functional
 from mfprune.functional import ApplyFn, Params
-from mfprune.masks import Mask, check_mask, dense_mask, named_leaves
+from mfprune.masks import Mask, check_mask, dense_mask, named_leaves, path_name
 from mfprune.models.layers import record_scales
-from theory import paths as theory_paths
 from theory._pytree import pytree_dataclass, static_field
-from theory._validation import check_int, check_nonnegative
+from theory._validation import check_int, check_nonnegative, is_concrete
 
 Array = jax.Array
 InputSpec = Sequence[int] | Array
 
-__all__ = ["PathKernelTrace", "path_kernel_trace", "PathKernelDiagonal", "path_kernel_diagonal"]
+__all__ = [
+    "PathKernelTrace", "path_kernel_trace", "PathKernelDiagonal", "path_kernel_diagonal", "check_path_network",
+]
 
 
 @pytree_dataclass
@@ -150,11 +151,71 @@ def _ones_where_none(mask: Mask, params: Params) -> Params:
                       is_leaf=lambda v: v is None)
 
 
+def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+  if isinstance(input_shape, (int, np.integer)) or not isinstance(input_shape, Sequence) or not input_shape:
+    raise ValueError(f"input_shape must be the shape of one example, a non-empty tuple of integers >= 1; "
+                     f"got {input_shape!r}")
+  return tuple(check_int(f"input_shape[{i}]", n, 1) for i, n in enumerate(input_shape))
+
+
+def _leaf_dtype(params: Any):
+  leaves = jax.tree_util.tree_leaves(params)
+  if not leaves:
+    raise ValueError("params must hold at least one array; got an empty tree")
+  return jnp.result_type(*leaves, float)
+
+
+def check_path_network(apply_fn: ApplyFn, params: Any, input_shape: Sequence[int], *,
+                       check_homogeneity: bool = True) -> tuple[int, ...]:
+  """Checks that ``apply_fn(params, x)`` is a bias-free, positively homogeneous network; returns ``input_shape``.
+
+  Two checks, before anything is traced: no leaf of ``params`` has ``bias`` in its key path, and ``f(2x) = 2 f(x)``
+  (to a relative 1e-4 in float32, 1e-9 in float64) on a fixed random positive batch of two inputs. A ReLU network
+  with biases, batch norm in training mode, or a tanh/erf/GELU activation fails the second. Skipped for traced
+  ``params`` (inside ``jit``/``vmap``): validate outside first.
+
+  Args:
+    apply_fn: ``apply_fn(params, x)`` on a batch ``x`` of shape ``(n, *input_shape)``.
+    params: its parameter pytree.
+    input_shape: the shape of one example.
+    check_homogeneity: run the numerical homogeneity check (one forward pass of two examples).
+
+  Returns:
+    ``input_shape`` as a tuple of ints.
+
+  Raises:
+    ValueError: a bad ``input_shape``, biases where paths need none, or a non-homogeneous network.
+  """
+  shape = _check_input_shape(input_shape)
+  flat, _ = jax.tree_util.tree_flatten_with_path(params)
+  biases = [path_name(p) for p, _ in flat if "bias" in path_name(p).lower()]
+  if biases:
+    raise ValueError(f"params has biases where paths need none ({', '.join(biases[:4])}"
+                     f"{', …' if len(biases) > 4 else ''}): the path decomposition of [P] eq. 9 needs a bias-free "
+                     "network; build it without biases (use_bias=False)")
+  if not check_homogeneity or not is_concrete(params):
+    return shape
+  dtype = _leaf_dtype(params)
+  x = jnp.asarray(np.random.default_rng(0).uniform(0.5, 1.5, (2, *shape)), dtype)
+  forward = jax.jit(apply_fn)  # one compile for both calls
+  y1 = np.asarray(forward(params, x), np.float64)
+  y2 = np.asarray(forward(params, 2 * x), np.float64)
+  scale = max(float(np.max(np.abs(2 * y1))), np.finfo(np.float64).tiny)
+  rtol = 1e-9 if dtype == jnp.float64 else 1e-4
+  error = float(np.max(np.abs(y2 - 2 * y1))) / scale
+  if not (np.isfinite(error) and error <= rtol):
+    raise ValueError(f"apply_fn is not positively homogeneous in its input: f(2x) differs from 2·f(x) by {error:.3g} "
+                     "(relative) on a random positive x. A non-homogeneous activation (tanh, erf, gelu, ...) or "
+                     "hidden biases/normalisation: paths need a bias-free network with relu, leaky_relu or linear "
+                     "activations")
+  return shape
+
+
 def _linear_fn(apply_fn: ApplyFn, input_shape: tuple[int, ...], params: Params) -> ApplyFn:
   """The network ``R`` is read from: the model's linearised mode, or a checked hand-written ``apply_fn``."""
   if hasattr(apply_fn, "linearised"):
     return functional.linearised(apply_fn)
-  theory_paths.check_path_network(apply_fn, params, input_shape)
+  check_path_network(apply_fn, params, input_shape)
   return apply_fn
 
 

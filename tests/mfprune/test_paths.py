@@ -78,7 +78,7 @@ def test_mlp_trace_is_exactly_the_theory_trace_of_its_kernels(mlp, masked):
   mask = _random_mask(params) if masked else None
   mask_list = _mask_list(mask) if masked else None
   got = paths.path_kernel_trace(apply_fn, params, SHAPE, mask=mask)
-  want = theory_paths.path_statistics(kernels, mask=mask_list)
+  want = theory_paths.chain_path_statistics(kernels, mask=mask_list)
   assert got.layers == tuple(f"layers/{i}/kernel" for i in range(4))
   np.testing.assert_allclose(got.log_layer_traces, want.log_layer_traces, atol=1e-5)
   np.testing.assert_allclose([got.log_trace, got.log_r_pk, got.log_r_sf],
@@ -90,13 +90,13 @@ def test_mlp_trace_is_exactly_the_theory_trace_of_its_kernels(mlp, masked):
   np.testing.assert_allclose(got.trace, float(jnp.exp(want.log_trace)), rtol=1e-4)
   # The diagonal itself, exact (renormalised values times exp(log S)); pruned weights contribute exactly 0.
   diagonal = paths.path_kernel_diagonal(apply_fn, params, SHAPE, mask=mask).exact()
-  for i, d in enumerate(theory_paths.path_kernel_diagonal(kernels, mask=mask_list)):
+  for i, d in enumerate(theory_paths.chain_path_kernel_diagonal(kernels, mask=mask_list)):
     np.testing.assert_allclose(diagonal["layers"][i]["kernel"], d, rtol=1e-4, atol=1e-7)
     if masked:
       assert np.all(np.asarray(diagonal["layers"][i]["kernel"])[~mask_list[i]] == 0)
   if masked:  # = the trace of the pruned weight list (theory's enumeration-checked formula, same mask)
     pruned = [k * m for k, m in zip(kernels, mask_list)]
-    np.testing.assert_allclose(got.trace, float(theory_paths.path_kernel_trace(pruned, mask=mask_list)), rtol=1e-4)
+    np.testing.assert_allclose(got.trace, float(theory_paths.chain_path_kernel_trace(pruned, mask=mask_list)), rtol=1e-4)
     assert got.trace < paths.path_kernel_trace(apply_fn, params, SHAPE).trace
 
 
@@ -107,13 +107,13 @@ def test_hand_written_relu_net_and_synflow_l2_is_exactly_theta_times_the_path_ke
   apply_fn = plain_mlp_apply(jax.nn.relu)
   kernels = [layer["kernel"] for layer in params["layers"]]
   got = paths.path_kernel_trace(apply_fn, params, (6,))
-  want = theory_paths.path_statistics(kernels)
+  want = theory_paths.chain_path_statistics(kernels)
   np.testing.assert_allclose([got.log_trace, got.log_r_pk, got.log_r_sf],
                              [want.log_trace, want.log_r_pk, want.log_r_sf], atol=1e-5)
   assert got.layers == ("layers/0/kernel", "layers/1/kernel", "layers/2/kernel")
   batch = jnp.ones((2, 6)), jnp.zeros((2,), jnp.int32)
   l2 = jax.jit(lambda p: scores.synflow_l2(apply_fn, p, masks.dense_mask(p), batch, None))(params)
-  for i, d in enumerate(theory_paths.path_kernel_diagonal(kernels)):
+  for i, d in enumerate(theory_paths.chain_path_kernel_diagonal(kernels)):
     np.testing.assert_allclose(l2["layers"][i]["kernel"], 2 * kernels[i] ** 2 * d, rtol=tol(1e-5, 1e-12),
                                atol=1e-8)
 
@@ -125,7 +125,7 @@ def test_synflow_l2_on_the_mlp_model_is_the_path_kernel_diagonal_up_to_one_posit
   l2 = jax.jit(lambda p: scores.synflow_l2(apply_fn, p, mask, batch, None))(params)
   diagonal = paths.path_kernel_diagonal(apply_fn, params, SHAPE, mask=mask)
   mask_list = _mask_list(mask)
-  exact = theory_paths.path_kernel_diagonal(kernels, mask=mask_list)
+  exact = theory_paths.chain_path_kernel_diagonal(kernels, mask=mask_list)
   factor = float(jnp.exp(-diagonal.log_scale))  # the renormalisation's one positive factor
   assert factor > 0 and abs(np.log(factor)) > 1e-3  # really renormalised: not the identity
   for i in range(4):
@@ -166,7 +166,7 @@ def test_deep_mlp_gives_finite_exact_logs_in_float32(depth, scale):
       seed=3, kernel_scale=scale)
   kernels = [params["layers"][i]["kernel"] for i in range(depth)]
   got = paths.path_kernel_trace(apply_fn, params, SHAPE)
-  want = theory_paths.path_statistics(kernels)
+  want = theory_paths.chain_path_statistics(kernels)
   assert np.all(np.isfinite(np.asarray(got.log_layer_traces))) and np.isfinite(float(got.log_trace))
   assert float(got.log_r_pk) > 89  # beyond float32's largest number, e^88.7
   np.testing.assert_allclose(got.log_layer_traces, want.log_layer_traces, atol=2e-3)
@@ -175,21 +175,23 @@ def test_deep_mlp_gives_finite_exact_logs_in_float32(depth, scale):
 
 
 def test_vanilla_cnn_matches_its_relu_network_on_the_squared_weights():
-  """The linearised, renormalised conv model (logs of the scales added back) against theory.paths' general
-  apply_fn route: the model's own ReLU forward on (θ ⊙ m)² and ones, which is its linear network there."""
+  """The linearised, renormalised conv model (logs of the scales added back) against the hand-written route: the
+  model's own ReLU forward (no linearised mode) on (θ ⊙ m)² and ones, which is its linear network there."""
   shape = (5, 5, 2)
   apply_fn, params = _numpy_model(
       lambda: VanillaCNN(shape, 3, depth=3, channels=3, activation="relu", use_bias=False, rngs=nnx.Rngs(params=4)),
       seed=4)
   mask = _random_mask(params, seed=5, keep=0.7)
   got = paths.path_kernel_trace(apply_fn, params, shape, mask=mask)
-  want = theory_paths.path_kernel_trace_fn(apply_fn, params, shape, mask=mask, per_leaf=True)
-  assert got.layers == ("convs/0/kernel", "convs/1/kernel", "readout/kernel")
-  want_layers = [want["convs"][0]["kernel"], want["convs"][1]["kernel"], want["readout"]["kernel"]]
-  np.testing.assert_allclose(got.log_layer_traces, np.log(want_layers), atol=1e-5)
+  relu_net = lambda p, x: apply_fn(p, x)  # the same network without .linearised: checked, not renormalised
+  want = paths.path_kernel_trace(relu_net, params, shape, mask=mask)
+  assert got.layers == want.layers == ("convs/0/kernel", "convs/1/kernel", "readout/kernel")
+  np.testing.assert_allclose(got.log_layer_traces, want.log_layer_traces, atol=1e-5)
+  np.testing.assert_allclose([got.log_r_sf, got.log_r_pk], [want.log_r_sf, want.log_r_pk], atol=1e-5)
   theta = masks.apply_mask(params, mask)
-  for power, log_r in ((1, got.log_r_sf), (2, got.log_r_pk)):
-    r = theory_paths.path_objective_fn(apply_fn, theta, shape, power=power, check=False)
+  ones = jnp.ones((1,) + shape)
+  for power, log_r in ((1, got.log_r_sf), (2, got.log_r_pk)):  # R = Σ f(1; |θ ⊙ m|^p), one plain forward pass
+    r = jnp.sum(apply_fn(jax.tree.map(lambda p: jnp.abs(p) ** power, theta), ones))
     np.testing.assert_allclose(float(log_r), np.log(float(r)), atol=1e-5)
 
 
@@ -219,7 +221,7 @@ def test_inputs_weight_the_paths_and_bad_input_is_refused(mlp):
   apply_fn, params, kernels = mlp
   x = jnp.asarray(np.random.default_rng(7).random((3,) + SHAPE), jnp.float32)
   got = paths.path_kernel_trace(apply_fn, params, x)  # R is linear in x: the batch acts as the sum of its inputs
-  want = theory_paths.path_statistics(kernels, x=jnp.sum(x, axis=0))
+  want = theory_paths.chain_path_statistics(kernels, x=jnp.sum(x, axis=0))
   np.testing.assert_allclose([got.log_trace, got.log_r_pk, got.log_r_sf],
                              [want.log_trace, want.log_r_pk, want.log_r_sf], atol=1e-5)
   with pytest.raises(ValueError, match="x_or_input_shape"):
@@ -235,3 +237,116 @@ def test_inputs_weight_the_paths_and_bad_input_is_refused(mlp):
     paths.path_kernel_trace(plain_mlp_apply(jax.nn.relu), biased, (6,))
   with pytest.raises(ValueError, match="not positively homogeneous"):
     paths.path_kernel_trace(plain_mlp_apply(jnp.tanh), _plain_params([6, 4, 3], seed=2), (6,))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hand-written bias-free homogeneous apply_fns (no linearised mode): checked, then evaluated on (θ ⊙ m)².
+# ---------------------------------------------------------------------------------------------------------------
+
+FLOAT = jnp.result_type(float)
+
+
+def _normal(seed, shape):
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), FLOAT)
+
+
+def _dense_apply(params, x):
+  h = x.reshape(x.shape[0], -1)
+  for i, layer in enumerate(params["layers"]):
+    if i > 0:
+      h = jax.nn.relu(h)
+    h = h @ layer["kernel"]
+  return h
+
+
+def _conv_apply(params, x):
+  """Two VALID 1-D convolutions with ReLU and a dense read-out: x (n, T, C)."""
+  h = x
+  for i, layer in enumerate(params["convs"]):
+    if i > 0:
+      h = jax.nn.relu(h)
+    h = jax.lax.conv_general_dilated(h, layer["kernel"], (1,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"))
+  return jax.nn.relu(h).reshape(h.shape[0], -1) @ params["readout"]["kernel"]
+
+
+def _conv_params(seed=0):
+  """Input (8, 2) -> conv 3-wide to (6, 3) -> conv 2-wide to (5, 2) -> dense 10 -> 2."""
+  return {"convs": [{"kernel": _normal(seed, (3, 2, 3)) / 2.5}, {"kernel": _normal(seed + 1, (2, 3, 2)) / 2.5}],
+          "readout": {"kernel": _normal(seed + 2, (5 * 2, 2)) / 3.2}}
+
+
+def test_hand_written_dense_net_equals_the_chain_formula():
+  params = _plain_params([4, 3, 5, 2], seed=16)
+  weights = [layer["kernel"] for layer in params["layers"]]
+  mask = _random_mask(params, seed=17, keep=0.7)
+  got = paths.path_kernel_trace(_dense_apply, params, (4,), mask=mask)
+  want = theory_paths.chain_path_statistics(weights, mask=_mask_list(mask))
+  np.testing.assert_allclose(got.log_layer_traces, want.log_layer_traces, atol=tol(1e-5, 1e-12))
+  np.testing.assert_allclose([got.log_trace, got.log_r_pk, got.log_r_sf],
+                             [want.log_trace, want.log_r_pk, want.log_r_sf], atol=tol(1e-5, 1e-12))
+  dense = paths.path_kernel_trace(_dense_apply, params, (4,))
+  np.testing.assert_allclose(np.exp(np.asarray(dense.log_layer_traces, np.float64)),
+                             theory_paths.chain_path_kernel_trace(weights, per_layer=True), rtol=tol(1e-5, 1e-12))
+  for power, log_r in ((1, dense.log_r_sf), (2, dense.log_r_pk)):
+    np.testing.assert_allclose(float(log_r), np.log(float(theory_paths.chain_path_objective(weights, power=power))),
+                               atol=tol(1e-5, 1e-12))
+
+
+def test_hand_written_conv_net_is_the_trace_of_its_unrolled_dense_chain():
+  """A shared kernel entry is on every path through any of its copies, so Tr Π of a conv net is the trace of the
+  dense chain whose matrices are its unrolled (Toeplitz) layers, counting only the entries that hold a kernel
+  weight (the structural zeros are not parameters: they are masked); jax.jacobian unrolls each linear layer."""
+  params = _conv_params()
+  shape = (8, 2)
+  trace = math.exp(float(paths.path_kernel_trace(_conv_apply, params, shape).log_trace))
+
+  def conv(k, h):
+    return jax.lax.conv_general_dilated(h[None], k, (1,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"))[0]
+
+  def unrolled(kernel, in_shape):  # (in, out) matrix of the linear map h -> conv(kernel, h)
+    jac = np.asarray(jax.jit(jax.jacobian(lambda h: conv(kernel, h).reshape(-1)))(jnp.zeros(in_shape, FLOAT)))
+    return jnp.asarray(jac.reshape(jac.shape[0], -1).T)
+
+  kernels = [params["convs"][0]["kernel"], params["convs"][1]["kernel"], params["readout"]["kernel"]]
+  dense = [unrolled(kernels[0], shape), unrolled(kernels[1], (6, 3)), kernels[2]]
+  support = [unrolled(jnp.ones_like(kernels[0]), shape) != 0, unrolled(jnp.ones_like(kernels[1]), (6, 3)) != 0,
+             np.ones((10, 2), bool)]
+  assert [d.shape for d in dense] == [(16, 18), (18, 10), (10, 2)]
+  assert [int(m.sum()) for m in support] == [6 * 18, 5 * 12, 20]  # each kernel entry once per output position
+  np.testing.assert_allclose(trace, float(theory_paths.chain_path_kernel_trace(dense, mask=support)),
+                             rtol=tol(1e-5, 1e-12))
+  # Without the mask the structural zeros would count as (zero) parameters on paths: a larger, wrong trace.
+  assert float(theory_paths.chain_path_kernel_trace(dense)) > 1.5 * trace
+  x = jnp.asarray(np.abs(np.random.default_rng(1).standard_normal((3,) + shape)), FLOAT)
+  np.testing.assert_allclose(jax.jit(_conv_apply)(params, x), jax.jit(_forward, static_argnums=2)(
+      dense, x.reshape(3, -1), jax.nn.relu), rtol=tol(1e-5, 1e-12), atol=tol(1e-6, 1e-13))
+
+
+def _forward(weights, x, activation):
+  """The bias-free dense net on explicit matrices, written independently of mfprune.paths."""
+  h = x
+  for i, w in enumerate(weights):
+    if i > 0:
+      h = activation(h)
+    h = h @ w
+  return h
+
+
+def test_check_path_network_refuses_biases_and_non_homogeneous_nets():
+  params = _plain_params([4, 3, 2], seed=18)
+  assert paths.check_path_network(_dense_apply, params, [4]) == (4,)
+  with_bias = _plain_params([4, 3, 2], seed=18, bias=True)
+  with pytest.raises(ValueError, match="biases where paths need none.*layers/0/bias"):
+    paths.check_path_network(_dense_apply, with_bias, (4,))
+
+  def tanh_apply(p, x):
+    return jnp.tanh(x @ p["layers"][0]["kernel"]) @ p["layers"][1]["kernel"]
+
+  with pytest.raises(ValueError, match="not positively homogeneous"):
+    paths.check_path_network(tanh_apply, params, (4,))
+  with pytest.raises(ValueError, match="input_shape"):
+    paths.check_path_network(_dense_apply, params, 4)
+  with pytest.raises(ValueError, match=r"input_shape\[0\]"):
+    paths.check_path_network(_dense_apply, params, (0,))
+  with pytest.raises(ValueError, match="mask"):
+    paths.path_kernel_trace(_dense_apply, params, (4,), mask={"layers": [{"kernel": jnp.ones((2, 2))}] * 2})

@@ -1,5 +1,6 @@
-"""theory.paths: Tr Π by one gradient against explicit path enumeration, the NTK factorisation Θ = J_v^f Π J_v^fᵀ,
-the log-space objectives at depth 100, general apply_fn networks, the convergence estimate, and bad input."""
+"""theory.paths: Tr Π of dense chains by one gradient against explicit path enumeration, the NTK factorisation
+Θ = J_v^f Π J_v^fᵀ, the log-space objectives at depth 100, the convergence estimate, and bad input (any apply_fn:
+tests/mfprune/test_paths.py)."""
 
 import math
 
@@ -65,13 +66,13 @@ def test_trace_and_diagonal_by_gradient_equal_the_enumerated_path_kernel(widths,
   # Π(p, p) = Σ_j (∂v_p/∂θ_j)²: the trace of the enumerated kernel is the sum of squares of J_θ^v.
   enumerated = np.sum(jac ** 2)
   np.testing.assert_allclose(np.trace(kernel), enumerated, rtol=tol(1e-5, 1e-12))
-  np.testing.assert_allclose(float(paths.path_kernel_trace(weights, mask=mask)), enumerated, rtol=tol(1e-5, 1e-12))
+  np.testing.assert_allclose(float(paths.chain_path_kernel_trace(weights, mask=mask)), enumerated, rtol=tol(1e-5, 1e-12))
   # Per weight: ∂R_pk(1, θ)/∂(θ_j²) = Σ_p (∂v_p/∂θ_j)², the column sums of squares.
   want = _by_layer(np.sum(jac ** 2, axis=0), weights)
-  got = paths.path_kernel_diagonal(weights, mask=mask)
+  got = paths.chain_path_kernel_diagonal(weights, mask=mask)
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, rtol=tol(1e-5, 1e-12), atol=tol(1e-6, 1e-14))
-  per_layer = paths.path_kernel_trace(weights, mask=mask, per_layer=True)
+  per_layer = paths.chain_path_kernel_trace(weights, mask=mask, per_layer=True)
   np.testing.assert_allclose(per_layer, [w.sum() for w in want], rtol=tol(1e-5, 1e-12))
   if masked:  # pruned weights are not parameters: zero columns, zero diagonal
     for g, m in zip(got, mask):
@@ -92,10 +93,10 @@ def test_path_values_and_objectives_by_enumeration(widths):
   xs = np.asarray(x)[idx[:, 0]]
   for power in (1, 2):
     want = np.sum(np.abs(values) ** power * xs)
-    np.testing.assert_allclose(float(paths.path_objective(weights, x, power=power)), want, rtol=tol(1e-5, 1e-12))
-    np.testing.assert_allclose(float(paths.log_path_objective(weights, x, power=power)), np.log(want),
+    np.testing.assert_allclose(float(paths.chain_path_objective(weights, x, power=power)), want, rtol=tol(1e-5, 1e-12))
+    np.testing.assert_allclose(float(paths.chain_log_path_objective(weights, x, power=power)), np.log(want),
                                rtol=tol(1e-5, 1e-12), atol=tol(1e-6, 1e-13))
-  np.testing.assert_allclose(float(paths.path_objective(weights)), np.sum(np.abs(values)), rtol=tol(1e-5, 1e-12))
+  np.testing.assert_allclose(float(paths.chain_path_objective(weights)), np.sum(np.abs(values)), rtol=tol(1e-5, 1e-12))
 
 
 def test_per_layer_trace_is_the_product_of_forward_and_backward_flows():
@@ -112,8 +113,8 @@ def test_per_layer_trace_is_the_product_of_forward_and_backward_flows():
   for s in reversed(squared):
     backward.insert(0, s @ backward[0])
   want = [forward[l] @ (m * 1.0) @ backward[l + 1] for l, m in enumerate(mask)]
-  np.testing.assert_allclose(paths.path_kernel_trace(weights, mask=mask, per_layer=True), want, rtol=tol(1e-5, 1e-12))
-  np.testing.assert_allclose(float(paths.path_statistics(weights, mask=mask).log_r_pk), np.log(forward[-1].sum()),
+  np.testing.assert_allclose(paths.chain_path_kernel_trace(weights, mask=mask, per_layer=True), want, rtol=tol(1e-5, 1e-12))
+  np.testing.assert_allclose(float(paths.chain_path_statistics(weights, mask=mask).log_r_pk), np.log(forward[-1].sum()),
                              rtol=tol(1e-5, 1e-12))
 
 
@@ -155,7 +156,7 @@ def test_path_kernel_is_independent_of_the_activation_and_dominates_the_ntk_trac
   grads = jax.jit(jax.grad(lambda ws: _forward(ws, x, jax.nn.relu)[0, 0]))(weights)
   ntk_trace = sum(float(np.sum(np.asarray(g) ** 2)) for g in grads)
   nu_max = float(np.sum(j_vf ** 2))
-  assert ntk_trace <= nu_max * float(paths.path_kernel_trace(weights)) * (1 + 1e-5)
+  assert ntk_trace <= nu_max * float(paths.chain_path_kernel_trace(weights)) * (1 + 1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -168,30 +169,30 @@ def test_log_versions_equal_the_plain_ones():
   weights = _weights(widths, seed=13)
   mask = _mask(widths, seed=14)
   for m in (None, mask):
-    stats = paths.path_statistics(weights, mask=m)
-    per_layer = paths.path_kernel_trace(weights, mask=m, per_layer=True)
+    stats = paths.chain_path_statistics(weights, mask=m)
+    per_layer = paths.chain_path_kernel_trace(weights, mask=m, per_layer=True)
     np.testing.assert_allclose(stats.log_layer_traces, np.log(per_layer), rtol=tol(1e-5, 1e-12))
     np.testing.assert_allclose(float(stats.log_trace), np.log(np.sum(per_layer)), rtol=tol(1e-5, 1e-12))
-    np.testing.assert_allclose(paths.log_path_kernel_trace(weights, mask=m, per_layer=True), stats.log_layer_traces,
+    np.testing.assert_allclose(paths.chain_log_path_kernel_trace(weights, mask=m, per_layer=True), stats.log_layer_traces,
                                rtol=tol(1e-6, 1e-13))
-    np.testing.assert_allclose(float(paths.log_path_kernel_trace(weights, mask=m)), float(stats.log_trace),
+    np.testing.assert_allclose(float(paths.chain_log_path_kernel_trace(weights, mask=m)), float(stats.log_trace),
                                rtol=tol(1e-6, 1e-13))
-    diagonal = paths.path_kernel_diagonal(weights, mask=m)
-    for log_d, d in zip(paths.log_path_kernel_diagonal(weights, mask=m), diagonal):
+    diagonal = paths.chain_path_kernel_diagonal(weights, mask=m)
+    for log_d, d in zip(paths.chain_log_path_kernel_diagonal(weights, mask=m), diagonal):
       d = np.asarray(d)
       np.testing.assert_allclose(np.asarray(log_d)[d > 0], np.log(d[d > 0]), rtol=tol(1e-5, 1e-12),
                                  atol=tol(1e-5, 1e-12))
       assert np.all(np.asarray(log_d)[d == 0] == -np.inf)
   # The log objective's gradient is ∂ log R = ∂R / R (the renormalisation scalars are constants that cancel).
   x = jnp.asarray([0.5, 1.0, 2.0, 0.25], weights[0].dtype)
-  g_log = jax.jit(jax.grad(lambda ws: paths.log_path_objective(ws, x, power=2)))(weights)
-  g = jax.jit(jax.grad(lambda ws: paths.path_objective(ws, x, power=2)))(weights)
-  r = float(paths.path_objective(weights, x, power=2))
+  g_log = jax.jit(jax.grad(lambda ws: paths.chain_log_path_objective(ws, x, power=2)))(weights)
+  g = jax.jit(jax.grad(lambda ws: paths.chain_path_objective(ws, x, power=2)))(weights)
+  r = float(paths.chain_path_objective(weights, x, power=2))
   for a, b in zip(g_log, g):
     np.testing.assert_allclose(a, np.asarray(b) / r, rtol=tol(1e-5, 1e-12), atol=tol(1e-7, 1e-15))
 
 
-_STATISTICS = jax.jit(paths.path_statistics)
+_STATISTICS = jax.jit(paths.chain_path_statistics)
 
 
 def _float64_flows(weights, power):
@@ -234,103 +235,8 @@ def test_depth_100_is_finite_in_log_space_and_exact(scale):
   np.testing.assert_allclose(float(stats.log_r_sf), log_r_sf, atol=atol)
   assert abs(log_r_pk) > 100  # far outside float32's range (|log| < 89), so the plain value over- or underflows
   if not X64:
-    plain = float(paths.path_objective(weights, power=2))
+    plain = float(paths.chain_path_objective(weights, power=2))
     assert plain == (np.inf if scale > 1 else 0.0)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Any bias-free homogeneous apply_fn.
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _dense_apply(params, x):
-  h = x.reshape(x.shape[0], -1)
-  for i, layer in enumerate(params["layers"]):
-    if i > 0:
-      h = jax.nn.relu(h)
-    h = h @ layer["kernel"]
-  return h
-
-
-def _conv_apply(params, x):
-  """Two VALID 1-D convolutions with ReLU and a dense read-out: x (n, T, C)."""
-  h = x
-  for i, k in enumerate(params["convs"]):
-    if i > 0:
-      h = jax.nn.relu(h)
-    h = jax.lax.conv_general_dilated(h, k, (1,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"))
-  return jax.nn.relu(h).reshape(h.shape[0], -1) @ params["readout"]
-
-
-def _conv_params(seed=0):
-  """Input (8, 2) -> conv 3-wide to (6, 3) -> conv 2-wide to (5, 2) -> dense 10 -> 2."""
-  return {"convs": [_normal(seed, (3, 2, 3)) / 2.5, _normal(seed + 1, (2, 3, 2)) / 2.5],
-          "readout": _normal(seed + 2, (5 * 2, 2)) / 3.2}
-
-
-def test_trace_fn_of_a_dense_net_equals_the_chain_formula():
-  weights = _weights([4, 3, 5, 2], seed=16)
-  params = {"layers": [{"kernel": w} for w in weights]}
-  mask = _mask([4, 3, 5, 2], seed=17)
-  tree_mask = {"layers": [{"kernel": m} for m in mask]}
-  np.testing.assert_allclose(float(paths.path_kernel_trace_fn(_dense_apply, params, (4,), mask=tree_mask)),
-                             float(paths.path_kernel_trace(weights, mask=mask)), rtol=tol(1e-5, 1e-12))
-  per_leaf = paths.path_kernel_trace_fn(_dense_apply, params, (4,), per_leaf=True)
-  np.testing.assert_allclose([per_leaf["layers"][i]["kernel"] for i in range(3)],
-                             paths.path_kernel_trace(weights, per_layer=True), rtol=tol(1e-5, 1e-12))
-  for power in (1, 2):
-    np.testing.assert_allclose(float(paths.path_objective_fn(_dense_apply, params, (4,), power=power)),
-                               float(paths.path_objective(weights, power=power)), rtol=tol(1e-5, 1e-12))
-
-
-def test_trace_fn_of_a_conv_net_equals_the_trace_of_its_unrolled_dense_chain():
-  """A shared kernel entry is on every path through any of its copies, so Tr Π of a conv net is the trace of the
-  dense chain whose matrices are its unrolled (Toeplitz) layers, counting only the entries that hold a kernel
-  weight (the structural zeros are not parameters: they are masked); jax.jacobian unrolls each linear layer."""
-  params = _conv_params()
-  shape = (8, 2)
-  trace = float(paths.path_kernel_trace_fn(_conv_apply, params, shape))
-
-  def conv(k, h):
-    return jax.lax.conv_general_dilated(h[None], k, (1,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"))[0]
-
-  def unrolled(kernel, in_shape):  # (in, out) matrix of the linear map h -> conv(kernel, h)
-    jac = np.asarray(jax.jit(jax.jacobian(lambda h: conv(kernel, h).reshape(-1)))(jnp.zeros(in_shape, FLOAT)))
-    return jnp.asarray(jac.reshape(jac.shape[0], -1).T)
-
-  dense = [unrolled(params["convs"][0], shape), unrolled(params["convs"][1], (6, 3)), params["readout"]]
-  support = [unrolled(jnp.ones_like(params["convs"][0]), shape) != 0,
-             unrolled(jnp.ones_like(params["convs"][1]), (6, 3)) != 0, np.ones((10, 2), bool)]
-  assert [d.shape for d in dense] == [(16, 18), (18, 10), (10, 2)]
-  assert [int(m.sum()) for m in support] == [6 * 18, 5 * 12, 20]  # each kernel entry once per output position
-  np.testing.assert_allclose(trace, float(paths.path_kernel_trace(dense, mask=support)), rtol=tol(1e-5, 1e-12))
-  # Without the mask the structural zeros would count as (zero) parameters on paths: a larger, wrong trace.
-  assert float(paths.path_kernel_trace(dense)) > 1.5 * trace
-  x = jnp.asarray(np.abs(np.random.default_rng(1).standard_normal((3,) + shape)), FLOAT)
-  np.testing.assert_allclose(jax.jit(_conv_apply)(params, x), jax.jit(_forward, static_argnums=2)(
-      dense, x.reshape(3, -1), jax.nn.relu),
-                             rtol=tol(1e-5, 1e-12), atol=tol(1e-6, 1e-13))
-
-
-def test_check_path_network_refuses_biases_and_non_homogeneous_nets():
-  weights = _weights([4, 3, 2], seed=18)
-  params = {"layers": [{"kernel": w} for w in weights]}
-  assert paths.check_path_network(_dense_apply, params, [4]) == (4,)
-  with_bias = {"layers": [{"kernel": w, "bias": jnp.zeros(w.shape[1])} for w in weights]}
-  with pytest.raises(ValueError, match="biases where paths need none.*layers/0/bias"):
-    paths.path_kernel_trace_fn(_dense_apply, with_bias, (4,))
-
-  def tanh_apply(p, x):
-    return jnp.tanh(x @ p["layers"][0]["kernel"]) @ p["layers"][1]["kernel"]
-
-  with pytest.raises(ValueError, match="not positively homogeneous"):
-    paths.path_kernel_trace_fn(tanh_apply, params, (4,))
-  with pytest.raises(ValueError, match="input_shape"):
-    paths.path_kernel_trace_fn(_dense_apply, params, 4)
-  with pytest.raises(ValueError, match=r"input_shape\[0\]"):
-    paths.path_kernel_trace_fn(_dense_apply, params, (0,))
-  with pytest.raises(ValueError, match="mask"):
-    paths.path_kernel_trace_fn(_dense_apply, params, (4,), mask={"layers": [{"kernel": jnp.ones((2, 2))}] * 2})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -386,29 +292,29 @@ def test_convergence_bad_input():
 def test_bad_weights_masks_and_inputs_are_refused_with_the_argument_named():
   w = _weights([3, 2, 2])
   with pytest.raises(ValueError, match=r"weights\[1\].*looks like a bias"):
-    paths.path_kernel_trace([w[0], jnp.zeros(2), w[1]])
+    paths.chain_path_kernel_trace([w[0], jnp.zeros(2), w[1]])
   with pytest.raises(ValueError, match=r"weights\[0\] must be a 2-D kernel"):
-    paths.path_objective([jnp.zeros((3, 2, 2))])
+    paths.chain_path_objective([jnp.zeros((3, 2, 2))])
   with pytest.raises(ValueError, match=r"weights\[1\] has fan_in 3"):
-    paths.path_kernel_trace([w[0], jnp.zeros((3, 2))])
+    paths.chain_path_kernel_trace([w[0], jnp.zeros((3, 2))])
   with pytest.raises(ValueError, match="sequence of 2-D kernels"):
-    paths.path_kernel_trace(w[0])
+    paths.chain_path_kernel_trace(w[0])
   with pytest.raises(ValueError, match="at least one"):
-    paths.path_kernel_trace([])
+    paths.chain_path_kernel_trace([])
   with pytest.raises(ValueError, match=r"weights\[0\] must be finite"):
-    paths.path_kernel_trace([w[0].at[0, 0].set(jnp.nan), w[1]])
+    paths.chain_path_kernel_trace([w[0].at[0, 0].set(jnp.nan), w[1]])
   with pytest.raises(ValueError, match=r"mask\[1\] must have the shape"):
-    paths.path_kernel_trace(w, mask=[jnp.ones((3, 2)), jnp.ones((2, 3))])
+    paths.chain_path_kernel_trace(w, mask=[jnp.ones((3, 2)), jnp.ones((2, 3))])
   with pytest.raises(ValueError, match=r"mask\[0\] must hold only 0/1"):
-    paths.path_kernel_trace(w, mask=[jnp.full((3, 2), 0.5), jnp.ones((2, 2))])
+    paths.chain_path_kernel_trace(w, mask=[jnp.full((3, 2), 0.5), jnp.ones((2, 2))])
   with pytest.raises(ValueError, match="mask must be a sequence of 2"):
-    paths.path_kernel_trace(w, mask=[jnp.ones((3, 2))])
+    paths.chain_path_kernel_trace(w, mask=[jnp.ones((3, 2))])
   with pytest.raises(ValueError, match=r"x must be one input of shape \(3,\)"):
-    paths.path_objective(w, jnp.ones(4))
+    paths.chain_path_objective(w, jnp.ones(4))
   with pytest.raises(ValueError, match="x must be >= 0"):
-    paths.log_path_objective(w, -jnp.ones(3))
+    paths.chain_log_path_objective(w, -jnp.ones(3))
   with pytest.raises(ValueError, match="power must be > 0"):
-    paths.path_objective(w, power=0)
+    paths.chain_path_objective(w, power=0)
   with pytest.raises(ValueError, match=r"x must have shape \(n, 3\)"):
     paths.path_activations(w, jnp.ones((2, 4)), "relu")
 
@@ -437,6 +343,6 @@ def test_non_homogeneous_activations_are_refused_by_name(name):
 def test_jit_and_vmap():
   """The gradient trace runs under jit and vmap (over seeds of the same shapes)."""
   stacked = [_normal(0, (3, 3, 4)), _normal(1, (3, 4, 2))]
-  got = jax.jit(jax.vmap(lambda ws: paths.path_kernel_trace(ws)))(stacked)
-  want = [float(paths.path_kernel_trace([stacked[0][i], stacked[1][i]])) for i in range(3)]
+  got = jax.jit(jax.vmap(lambda ws: paths.chain_path_kernel_trace(ws)))(stacked)
+  want = [float(paths.chain_path_kernel_trace([stacked[0][i], stacked[1][i]])) for i in range(3)]
   np.testing.assert_allclose(got, want, rtol=tol(1e-5, 1e-12))
