@@ -175,7 +175,7 @@ def test_paths_reports_the_path_kernel_trace_before_and_after_pruning(tmp_path, 
   _, init = pipeline.model_fns("mlp", input_shape="digits", depth=3, width=16, activation="relu")
   params = pipeline.initial_params(init, 3)
   kernels = [params["layers"][i]["kernel"] for i in range(3)]
-  expected = theory_paths.path_kernel_trace(kernels, per_layer=True)
+  expected = theory_paths.chain_path_kernel_trace(kernels, per_layer=True)
   np.testing.assert_allclose([layer["log_trace_dense"] for layer in result["layers"]], np.log(expected), rtol=1e-4)
   for state in ("dense", "pruned"):
     layers = [layer["log_trace"] for layer in result[state]["layers"]]
