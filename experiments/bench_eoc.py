@@ -45,7 +45,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -59,6 +58,7 @@ from scipy import integrate, optimize
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import theory  # noqa: E402
+from experiments import _common  # noqa: E402
 from mfprune import report  # noqa: E402
 from theory import maps  # noqa: E402
 
@@ -159,7 +159,7 @@ def monte_carlo_curve(chunks: jax.Array, sigma_b: jax.Array) -> tuple[jax.Array,
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results",
+  parser.add_argument("--out", type=Path, default=_common.RESULTS,
                       help="directory for bench_eoc.json (default: experiments/results)")
   parser.add_argument("--max-samples", type=int, default=10_000_000,
                       help="largest Monte-Carlo n; n runs over 1e3, 1e4, ... up to this (default 1e7)")
@@ -187,8 +187,9 @@ def main() -> None:
 
   results = {
       "benchmark": "EOC curve of tanh, sigma_b = linspace(0, 1, 101)",
-      "device": f"{jax.devices()[0].platform} ({os.cpu_count()} cores)", "jax": jax.__version__,
-      "python": platform.python_version(), "dtype": "float32", "points": POINTS,
+      **_common.machine_info(),
+      "device": f"{jax.devices()[0].platform} ({os.cpu_count()} cores)",  # this benchmark's own form (its table)
+      "dtype": "float32", "points": POINTS,
       "reference": {"method": "scipy float64: integrate.quad (split at 0, epsrel 1e-13) + brentq",
                     "seconds": scipy_seconds, "quadrature_float64_max_rel_error": quad64_error},
       "quadrature": {"first_call_seconds": first, "seconds": steady, "compile_seconds": first - steady,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from experiments import _common  # noqa: E402
 from mfprune import report  # noqa: E402
 from theory import kernels, ntk_compat  # noqa: E402
 
@@ -96,7 +96,7 @@ def row(name: str, n: int, first: float, warm: float, note: str = "") -> dict:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results",
+  parser.add_argument("--out", type=Path, default=_common.RESULTS,
                       help="directory for bench_kernels.json (default: experiments/results)")
   parser.add_argument("--inputs", type=int, default=1000, help="inputs for relu and for neural-tangents' tanh")
   parser.add_argument("--tanh-inputs", type=int, default=64,
@@ -166,9 +166,7 @@ def main() -> None:
     print(f"tanh, {key}: extrapolated to {args.inputs} inputs "
           f"{results[key]['extrapolated_warm_s_at_inputs']:.0f} s", flush=True)
 
-  results["machine"] = {"platform": platform.platform(), "python": platform.python_version(), "jax": jax.__version__,
-                        "neural_tangents": nt.__version__, "devices": [str(d) for d in jax.devices()],
-                        "cpu_count": os.cpu_count(), "load_average_start": load_start,
+  results["machine"] = {**_common.machine_info(), "neural_tangents": nt.__version__, "load_average_start": load_start,
                         "load_average_end": list(os.getloadavg())}
   results["wall_s"] = time.perf_counter() - wall
   path = report.write_json(args.out / "bench_kernels.json", results)

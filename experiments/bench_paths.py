@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -44,19 +43,13 @@ from flax import nnx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from experiments import _common  # noqa: E402
 from mfprune import data, functional, masks, paths, report  # noqa: E402
 from mfprune.models import MLP, VanillaCNN  # noqa: E402
 
 
 def progress(message: str) -> None:
   print(message, file=sys.stderr, flush=True)
-
-
-def compile_program(fn: Callable, args: tuple) -> tuple[Callable, float]:
-  """``jit(fn)`` compiled ahead of time for ``args``, and the seconds that took."""
-  start = time.perf_counter()
-  compiled = jax.jit(fn).lower(*args).compile()
-  return compiled, time.perf_counter() - start
 
 
 def ntk_trace_fn(apply_fn, chunk: int) -> Callable:
@@ -96,7 +89,7 @@ def bench_model(name: str, make: Callable, splits, args) -> dict[str, Any]:
   params = jax.block_until_ready(init(jax.random.key(args.seed)))
   count = sum(int(np.size(p)) for p in jax.tree_util.tree_leaves(params))
   progress(f"[{name}] {count:,} parameters; compiling Tr Π ...")
-  pi_program, pi_compile = compile_program(trace_pi_fn(apply_fn, shape), (params,))
+  pi_program, pi_compile = _common.compile_program(trace_pi_fn(apply_fn, shape), (params,))
   _, pi_run, pi_layers = report.timed(lambda: pi_program(params), args.repeats)
   log_trace_pi = float(np.logaddexp.reduce(np.asarray(pi_layers, np.float64)))
   progress(f"[{name}] Tr Π: compile {pi_compile:.2f} s, run {pi_run * 1e3:.3f} ms, log Tr Π = {log_trace_pi:.4f}")
@@ -116,7 +109,7 @@ def bench_model(name: str, make: Callable, splits, args) -> dict[str, Any]:
     if x.shape[0] < n:
       raise SystemExit(f"--n {n}: the digits training split has only {x.shape[0]} examples")
     progress(f"[{name}] compiling Tr Θ over n = {n} ...")
-    program, compile_s = compile_program(ntk_trace_fn(apply_fn, args.chunk), (params, x))
+    program, compile_s = _common.compile_program(ntk_trace_fn(apply_fn, args.chunk), (params, x))
     progress(f"[{name}] Tr Θ (n = {n}): compiled in {compile_s:.2f} s, timing {args.repeats} runs ...")
     _, run, value = report.timed(lambda: program(params, x), args.repeats)
     value = float(value)
@@ -144,8 +137,7 @@ def main() -> None:
   results = {
       "benchmark": "Tr Π by one gradient of R_pk ([P] eq. 15) vs the empirical NTK trace over n inputs "
                    "(vmap(jacrev), sum of squares)",
-      "device": f"{device.platform} ({device.device_kind})", "platform": platform.platform(),
-      "cpu_count": os.cpu_count(), "jax": jax.__version__, "python": platform.python_version(), "dtype": "float32",
+      **_common.machine_info(), "dtype": "float32",
       "load_average_start": load_start, "repeats": args.repeats, "seed": args.seed, "data": splits.name,
       "config": {"mlp": {"depth": args.depth, "width": args.width, "activation": "relu", "bias": False},
                  "cnn": None if args.no_cnn else {"depth": args.cnn_depth, "channels": args.channels,
@@ -179,7 +171,7 @@ def parse_args() -> argparse.Namespace:
   parser.add_argument("--no-cnn", action="store_true", help="benchmark the MLP only")
   parser.add_argument("--repeats", type=int, default=5, help="timed warm calls, median reported (default 5)")
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "bench_paths.json",
+  parser.add_argument("--out", type=Path, default=_common.RESULTS / "bench_paths.json",
                       help="JSON path (default experiments/results/bench_paths.json)")
   args = parser.parse_args()
   for name in ("chunk", "depth", "width", "cnn_depth", "channels", "repeats"):

@@ -43,13 +43,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,6 +56,7 @@ import optax
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import mfprune  # noqa: E402
+from experiments import _common  # noqa: E402
 from mfprune import masks, models, report  # noqa: E402
 
 SPARSITY = 0.9
@@ -115,13 +114,6 @@ class Timing:
     return {"compile_s": self.compile_s, "first_call_s": self.first_call_s, "run_s": self.run_s, "calls": self.calls}
 
 
-def compile_program(fn: Callable, args: tuple) -> tuple[Callable, float]:
-  """``jit(fn)`` compiled ahead of time for ``args``, and the seconds tracing, lowering and compiling took."""
-  start = time.perf_counter()
-  compiled = jax.jit(fn).lower(*args).compile()
-  return compiled, time.perf_counter() - start
-
-
 def summarise(times: list[float]) -> tuple[float, float, int]:
   """(first call s, run s, calls behind the run time): the median of the calls after the first, if any."""
   later = times[1:]
@@ -140,7 +132,7 @@ def time_calls(call: Callable[[], Any], repeats: int, budget: float) -> tuple[li
 
 def measure(fn: Callable, args: tuple, repeats: int, budget: float) -> Timing:
   """Compiles ``fn`` for ``args`` and times calls of the executable."""
-  compiled, compile_s = compile_program(fn, args)
+  compiled, compile_s = _common.compile_program(fn, args)
   times, output = time_calls(lambda: compiled(*args), repeats, budget)
   return Timing(compile_s, *summarise(times), output)
 
@@ -361,7 +353,7 @@ def benchmark_vmap(name: str, setup: Setup, args) -> dict[str, Any]:
     pruner = pruner_for(apply_fn, method, mask, 1)
     vmapped = measure(jax.vmap(pruner, in_axes=(0, None, None, 0)), (stacked, mask, batch, keys), args.repeats,
                       args.budget)
-    single, single_compile = compile_program(pruner, (singles[0], mask, batch, keys[0]))
+    single, single_compile = _common.compile_program(pruner, (singles[0], mask, batch, keys[0]))
     times, outputs = time_calls(lambda: [single(p, mask, batch, k) for p, k in zip(singles, keys)], args.repeats,
                                 args.budget)
     first, run, calls = summarise(times)
@@ -410,17 +402,6 @@ def print_tables(results: dict[str, Any]) -> None:
     print(f"vmap skipped on {name}: {why}")
 
 
-def cpu_model() -> str:
-  """The processor's name from ``/proc/cpuinfo`` where there is one (Linux), else ``platform.processor()``."""
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
-
-
 def output_path(out: Path) -> Path:
   """``out`` itself when it names a ``.json`` file, else ``out/bench_prune.json`` (a results folder)."""
   return out if out.suffix == ".json" else out / "bench_prune.json"
@@ -466,13 +447,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
   args = parse_args()
   wall = time.perf_counter()
-  device = jax.devices()[0]
   results = {
       "benchmark": f"pruning at initialisation to sparsity {SPARSITY} against one SGD training step",
-      "device": f"{device.platform} ({device.device_kind})", "platform": platform.platform(), "cpu": cpu_model(),
-      "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-      else os.cpu_count(), "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
-      "python": platform.python_version(), "xla_flags": os.environ.get("XLA_FLAGS", ""), "dtype": "float32",
+      **_common.machine_info(), "dtype": "float32",
       "quick": args.quick, "sparsity": SPARSITY, "repeats": args.repeats, "budget_s": args.budget,
       "max_call_seconds": args.max_call_seconds, "learning_rate": LEARNING_RATE,
       "load_average_start": list(os.getloadavg()), "models": {}, "vmap": {"models": {}, "skipped": {}},

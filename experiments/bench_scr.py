@@ -33,38 +33,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from experiments import _common  # noqa: E402
 from mfprune import data, masks, pipeline, report, scores, signal  # noqa: E402
 from theory import sparsity  # noqa: E402
 
 METHOD = "snip"
-
-
-def compile_program(fn: Callable, args: tuple) -> tuple[Callable, float]:
-  """``jit(fn)`` compiled ahead of time for ``args``, and the seconds that took."""
-  start = time.perf_counter()
-  compiled = jax.jit(fn).lower(*args).compile()
-  return compiled, time.perf_counter() - start
-
-
-def time_calls(call: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
-  """(first call s, median of the ``repeats`` later calls s, last output)."""
-  times, output = [], None
-  for _ in range(repeats + 1):
-    start = time.perf_counter()
-    output = jax.block_until_ready(call())
-    times.append(time.perf_counter() - start)
-  return times[0], float(np.median(times[1:])), output
 
 
 def load_batch(args) -> tuple[Any, tuple[int, ...], int, str]:
@@ -101,11 +84,11 @@ def main() -> None:
   print(f"  {total:,} prunable weights; initialised {args.seeds} seeds in {init_s:.1f} s", flush=True)
 
   fn = signal.critical_sparsity_fn(apply_fn, METHOD, singles[0])
-  vmapped, vmapped_compile = compile_program(jax.vmap(fn, in_axes=(0, None, 0)), (stacked, batch, score_keys))
-  v_first, v_run, v_out = time_calls(lambda: vmapped(stacked, batch, score_keys), args.repeats)
+  vmapped, vmapped_compile = _common.compile_program(jax.vmap(fn, in_axes=(0, None, 0)), (stacked, batch, score_keys))
+  v_first, v_run, v_out = report.timed(lambda: vmapped(stacked, batch, score_keys), args.repeats)
   print(f"  vmapped: compile {vmapped_compile:.1f} s, run {v_run:.3f} s", flush=True)
-  single, single_compile = compile_program(fn, (singles[0], batch, score_keys[0]))
-  l_first, l_run, l_out = time_calls(
+  single, single_compile = _common.compile_program(fn, (singles[0], batch, score_keys[0]))
+  l_first, l_run, l_out = report.timed(
       lambda: [single(p, batch, k) for p, k in zip(singles, score_keys)], args.repeats)
   print(f"  loop:    compile {single_compile:.1f} s, run {l_run:.3f} s", flush=True)
   # Batched and single matmuls may sum in another order: scores then agree to ~1e-6 (relative), which can move a
@@ -120,8 +103,8 @@ def main() -> None:
     leaves = jax.tree_util.tree_leaves(scores.snip(apply_fn, params, mask, batch, key))
     return [leaf.reshape(-1) for leaf in leaves]
 
-  score_only, score_compile = compile_program(jax.vmap(score_all), (stacked, score_keys))
-  _, s_run, _ = time_calls(lambda: score_only(stacked, score_keys), args.repeats)
+  score_only, score_compile = _common.compile_program(jax.vmap(score_all), (stacked, score_keys))
+  _, s_run, _ = report.timed(lambda: score_only(stacked, score_keys), args.repeats)
   print(f"  score only (vmapped): compile {score_compile:.1f} s, run {s_run:.3f} s", flush=True)
 
   start = time.perf_counter()
@@ -134,9 +117,7 @@ def main() -> None:
            for base, b in (("natural_log", np.e), ("log10", 10.0))}
   results = {
       "benchmark": "Monte-Carlo E[s_cr]: one jit(vmap) program over the seeds against a Python loop of jit(fn)",
-      "device": f"{device.platform} ({device.device_kind})", "platform": platform.platform(),
-      "cpu_count": os.cpu_count(), "jax": jax.__version__, "python": platform.python_version(), "dtype": "float32",
-      "xla_flags": os.environ.get("XLA_FLAGS", ""), "quick": args.quick, "load_average_start": load_start,
+      **_common.machine_info(), "dtype": "float32", "quick": args.quick, "load_average_start": load_start,
       "model": {"name": "mlp", "depth": args.depth, "width": args.width, "activation": "tanh", **options,
                 "prunable_weights": total},
       "method": METHOD, "seeds": args.seeds, "data": data_name, "batch_size": args.batch_size,
@@ -196,7 +177,7 @@ def parse_args() -> argparse.Namespace:
     if getattr(args, name) < 1:
       parser.error(f"--{name.replace('_', '-')} must be >= 1")
   if args.out is None:
-    args.out = ROOT / "experiments" / "results" / ("bench_scr_quick.json" if quick else "bench_scr.json")
+    args.out = _common.RESULTS / ("bench_scr_quick.json" if quick else "bench_scr.json")
   return args
 
 

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from experiments import _common  # noqa: E402
 from mfprune import data, pipeline, report, train  # noqa: E402
 
 
@@ -100,14 +99,12 @@ def main(argv=None) -> int:
   parser.add_argument("--resnet-steps", type=int, default=4)
   parser.add_argument("--resnet-batch", type=int, default=128)
   parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+  parser.add_argument("--out", type=Path, default=_common.RESULTS)
   args = parser.parse_args(argv)
   if args.quick:
     args.mlp_steps, args.resnet_steps, args.seeds, args.resnet_batch = 30, 3, 2, 16
   rows = [bench(name, args) for name in args.models.split(",")]
-  results = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-             "cpu_count": os.cpu_count(), "jax": jax.__version__, "python": platform.python_version(),
-             "quick": args.quick, "models": rows}
+  results = {**_common.machine_info(), "quick": args.quick, "models": rows}
   path = args.out / ("bench_train" + ("_quick" if args.quick else "") + ".json")
   report.write_json(path, results)
   print(report.format_table(

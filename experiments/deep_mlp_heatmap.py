@@ -24,19 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import theory  # noqa: E402
+from experiments import _common  # noqa: E402
 from mfprune import data, masks, pipeline, report, train  # noqa: E402
 
 VARIANTS = ("EOC + rescaling", "EOC", "ordered")  # the order of [R] Fig. 3's panels (a), (b), (c)
-
-
-def _parse(text: str, kind=float) -> list:
-  return [kind(v) for v in text.split(",") if v.strip()]
 
 
 def _grid_point(args, splits, depth: int) -> dict:
@@ -103,8 +99,8 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--data", default="fashion-mnist")
   parser.add_argument("--data-dir", type=Path)
-  parser.add_argument("--depths", type=lambda t: _parse(t, int), default=[20, 40, 60, 80, 100])
-  parser.add_argument("--sparsities", type=_parse, default=[0.5, 0.6, 0.7, 0.8, 0.9])
+  parser.add_argument("--depths", type=lambda t: _common.parse_list(t, int), default=[20, 40, 60, 80, 100])
+  parser.add_argument("--sparsities", type=_common.parse_list, default=[0.5, 0.6, 0.7, 0.8, 0.9])
   parser.add_argument("--width", type=int, default=100)
   parser.add_argument("--method", default="snip")
   parser.add_argument("--sigma-b", type=float, default=0.2)
@@ -116,7 +112,7 @@ def main(argv=None) -> int:
   parser.add_argument("--resume", action="store_true", help="keep the depths already in the JSON")
   parser.add_argument("--quick", action="store_true", help="digits, depths 4,8, sparsities 0.5,0.9, 50 steps")
   parser.add_argument("--no-progress", action="store_true")
-  parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+  parser.add_argument("--out", type=Path, default=_common.RESULTS)
   args = parser.parse_args(argv)
   if args.quick:
     args.data, args.depths, args.sparsities, args.steps, args.width = "digits", [4, 8], [0.5, 0.9], 50, 32
@@ -125,7 +121,7 @@ def main(argv=None) -> int:
   results = {"data": args.data, "width": args.width, "method": args.method, "sigma_b": args.sigma_b,
              "ordered_ratio": args.ordered_ratio, "steps": args.steps, "batch_size": args.batch_size,
              "learning_rate": args.lr, "optimizer": "momentum 0.9", "seed": args.seed, "sparsities": args.sparsities,
-             "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()], "depths": []}
+             **_common.backend_info(), "depths": []}
   if args.resume and path.exists():
     results["depths"] = [row for row in json.loads(path.read_text())["depths"] if row["depth"] in args.depths]
   splits = data.load_splits(args.data, args.data_dir)

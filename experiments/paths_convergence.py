@@ -69,9 +69,8 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "experiments"))
+from experiments import _common  # noqa: E402
 from mfprune import data, masks, paths, pipeline, pruning, report, train  # noqa: E402
-from paths_width import density  # noqa: E402
 from theory import paths as theory_paths  # noqa: E402
 
 METHODS = ("snip", "grasp", "synflow", "synflow_l2")
@@ -80,10 +79,6 @@ COLOURS = {"snip": "C3", "grasp": "C1", "synflow": "C0", "synflow_l2": "C2"}
 VALUES = {"weight_change": "‖ω_t‖ = ‖θ_t − θ_0‖", "output_norm": "‖f(X, θ_t)‖",
           "output_change": "‖f(X, θ_t) − f(X, θ_0)‖"}
 TRACES = {"log_trace_init": "log Tr Π at initialisation", "log_trace_epoch1": "log Tr Π after one epoch"}
-
-
-def _parse(text: str, kind=float) -> list:
-  return [kind(v) for v in text.split(",") if v.strip()]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -258,7 +253,7 @@ def _family_point(args, splits, family: dict) -> dict:
                        leave=False):
       rounds = args.rounds if pruning.get_scorer(method).rounds > 1 else 1
       for ratio in args.ratios:
-        mask = pruning.prune(apply_fn, params, batch, method=method, sparsity=1.0 - density(ratio), key=seed,
+        mask = pruning.prune(apply_fn, params, batch, method=method, sparsity=1.0 - _common.density(ratio), key=seed,
                              rounds=rounds, on_collapse="ignore")
         theta = masks.apply_mask(params, mask)
         pk = paths.path_kernel_trace(apply_fn, theta, splits.input_shape, mask=mask)
@@ -466,13 +461,13 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--data", default="digits")
   parser.add_argument("--data-dir", type=Path)
-  parser.add_argument("--mlp-widths", type=lambda t: _parse(t, int), default=[100, 300])
+  parser.add_argument("--mlp-widths", type=lambda t: _common.parse_list(t, int), default=[100, 300])
   parser.add_argument("--hidden-layers", type=int, default=6)
   parser.add_argument("--resnet-depth", type=int, default=20)
   parser.add_argument("--resnet-width", type=float, default=0.5,
                       help="ResNet width multiplier (1: 16/32/64 filters; 0: no ResNet)")
-  parser.add_argument("--methods", type=lambda t: _parse(t, str), default=list(METHODS))
-  parser.add_argument("--ratios", type=_parse, default=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
+  parser.add_argument("--methods", type=lambda t: _common.parse_list(t, str), default=list(METHODS))
+  parser.add_argument("--ratios", type=_common.parse_list, default=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
                       help="compression ratios: density 10^-ratio")
   parser.add_argument("--seeds", type=int, default=1)
   parser.add_argument("--rounds", type=int, default=100, help="SynFlow pruning rounds")
@@ -484,7 +479,7 @@ def main(argv=None) -> int:
   parser.add_argument("--resume", action="store_true", help="keep the families already in the JSON")
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--no-progress", action="store_true")
-  parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+  parser.add_argument("--out", type=Path, default=_common.RESULTS)
   args = parser.parse_args(argv)
   if args.quick:
     args.mlp_widths, args.resnet_depth, args.resnet_width = [32], 8, 0.25
@@ -494,8 +489,7 @@ def main(argv=None) -> int:
   results = {"data": args.data, "methods": args.methods, "ratios": args.ratios, "seeds": args.seeds,
              "rounds": args.rounds, "prune_batch": args.prune_batch, "eval_size": args.eval_size,
              "steps": args.steps, "batch_size": args.batch_size, "optimizer": "sgd", "learning_rate": args.lr,
-             "init": "he normal", "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-             "families": []}
+             "init": "he normal", **_common.backend_info(), "families": []}
   families = _families(args)
   if args.resume and path.exists():
     names = {f["name"] for f in families}

@@ -41,12 +41,12 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from experiments import _common  # noqa: E402
 from mfprune import data, masks, pipeline, pruning, report, train  # noqa: E402
 
 METHODS = ("synflow", "synflow_l2", "synflow_dist", "synflow_l2_dist")
@@ -54,15 +54,6 @@ LABELS = {"synflow": "SynFlow", "synflow_l2": "SynFlow-L2", "synflow_dist": "Syn
           "synflow_l2_dist": "SynFlow-L2-Dist"}
 STYLES = {"synflow": ("C0", "-"), "synflow_l2": ("C2", "-"), "synflow_dist": ("C0", "--"),
           "synflow_l2_dist": ("C2", "--")}
-
-
-def _parse(text: str, kind=float) -> list:
-  return [kind(v) for v in text.split(",") if v.strip()]
-
-
-def density(ratio: float) -> float:
-  """The kept fraction at compression ratio ``ratio``: ``10^-ratio`` ([P] §5, Fig. 3's x axis)."""
-  return 10.0 ** (-ratio)
 
 
 def mean_table(members: list[dict], methods, ratios) -> dict:
@@ -103,7 +94,7 @@ def _width_point(args, splits, width: int) -> dict:
   params_by_seed = {seed: pipeline.initial_params(init, seed, "he") for seed in range(args.seeds)}
   for seed, method, ratio in tqdm(jobs, desc=f"prune W={width}", disable=args.no_progress, leave=False):
     params = params_by_seed[seed]
-    mask = pruning.prune(apply_fn, params, prune_batch, method=method, sparsity=1.0 - density(ratio), key=seed,
+    mask = pruning.prune(apply_fn, params, prune_batch, method=method, sparsity=1.0 - _common.density(ratio), key=seed,
                          rounds=args.rounds, on_collapse="ignore")
     params_list.append(masks.apply_mask(params, mask))
     mask_list.append(mask)
@@ -150,10 +141,10 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--data", default="digits")
   parser.add_argument("--data-dir", type=Path)
-  parser.add_argument("--widths", type=lambda t: _parse(t, int), default=[100, 300, 1000])
-  parser.add_argument("--ratios", type=_parse, default=[1.0, 2.0, 3.0],
+  parser.add_argument("--widths", type=lambda t: _common.parse_list(t, int), default=[100, 300, 1000])
+  parser.add_argument("--ratios", type=_common.parse_list, default=[1.0, 2.0, 3.0],
                       help="compression ratios: density 10^-ratio")
-  parser.add_argument("--methods", type=lambda t: _parse(t, str), default=list(METHODS))
+  parser.add_argument("--methods", type=lambda t: _common.parse_list(t, str), default=list(METHODS))
   parser.add_argument("--hidden-layers", type=int, default=6)
   parser.add_argument("--seeds", type=int, default=2)
   parser.add_argument("--rounds", type=int, default=100, help="SynFlow pruning rounds")
@@ -163,17 +154,16 @@ def main(argv=None) -> int:
   parser.add_argument("--resume", action="store_true", help="keep the widths already in the JSON")
   parser.add_argument("--quick", action="store_true", help="widths 32,64, ratios 1,2, 10 rounds, 30 steps")
   parser.add_argument("--no-progress", action="store_true")
-  parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+  parser.add_argument("--out", type=Path, default=_common.RESULTS)
   args = parser.parse_args(argv)
   if args.quick:
     args.widths, args.ratios, args.rounds, args.steps = [32, 64], [1.0, 2.0], 10, 30
   name = "paths_width" + ("_quick" if args.quick else "")
   path = args.out / f"{name}.json"
   results = {"data": args.data, "hidden_layers": args.hidden_layers, "activation": "relu", "init": "he normal",
-             "methods": args.methods, "ratios": args.ratios, "densities": [density(r) for r in args.ratios],
+             "methods": args.methods, "ratios": args.ratios, "densities": [_common.density(r) for r in args.ratios],
              "seeds": args.seeds, "rounds": args.rounds, "steps": args.steps, "batch_size": args.batch_size,
-             "optimizer": "adam", "learning_rate": args.lr, "backend": jax.default_backend(),
-             "devices": [str(d) for d in jax.devices()], "widths": []}
+             "optimizer": "adam", "learning_rate": args.lr, **_common.backend_info(), "widths": []}
   if args.resume and path.exists():
     previous = json.loads(path.read_text())
     results["widths"] = [row for row in previous["widths"] if row["width"] in args.widths]

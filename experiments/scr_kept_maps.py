@@ -51,18 +51,14 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import theory  # noqa: E402
+from experiments import _common  # noqa: E402
 from mfprune import data, masks, pipeline, pruning, report, scores, signal  # noqa: E402
 from theory import gradients, sparsity  # noqa: E402
-
-
-def _parse(text: str, kind=float) -> list:
-  return [kind(v) for v in text.split(",") if v.strip()]
 
 
 def _interval(result) -> list | None:
@@ -96,14 +92,13 @@ def fig1(args) -> dict:
   batch = splits.train.batch(args.batch_size, seed=args.seed)
   apply_fn, init = pipeline.model_fns("mlp", input_shape=splits.input_shape, num_classes=splits.num_classes,
                                       depth=args.depth, width=args.width, activation="tanh")
-  widths = [math.prod(splits.input_shape)] + [args.width] * (args.depth - 1) + [splits.num_classes]
+  widths = _common.mlp_widths(splits, args.depth, args.width)
   x2 = float(np.mean(np.asarray(batch[0], np.float64) ** 2))
   sigma_w_eoc = float(theory.eoc_sigma_w("tanh", args.sigma_b))
   settings = {"EOC": ("eoc", {"activation": "tanh", "sigma_b": args.sigma_b}, sigma_w_eoc),
               "chaotic": ("gaussian", {"sigma_w": args.chaotic_sigma_w, "sigma_b": args.sigma_b},
                           args.chaotic_sigma_w)}
-  shapes = jax.eval_shape(init, jax.random.key(0))
-  zeros = lambda key: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  zeros = _common.zero_init(init)
   out = {"data": splits.name, "depth": args.depth, "width": args.width, "sigma_b": args.sigma_b,
          "sparsity": args.sparsity, "seeds": args.mlp_seeds, "batch_size": args.batch_size, "inits": {}}
   for label, (scheme, options, sigma_w) in settings.items():
@@ -288,12 +283,12 @@ def main(argv=None) -> int:
   parser.add_argument("--width", type=int, default=100)
   parser.add_argument("--mlp-seeds", type=int, default=4)
   parser.add_argument("--resnet-seeds", type=int, default=2)
-  parser.add_argument("--resnet-sparsities", type=_parse, default=[0.9, 0.95, 0.98])
+  parser.add_argument("--resnet-sparsities", type=_common.parse_list, default=[0.9, 0.95, 0.98])
   parser.add_argument("--data", default="fashion-mnist", help="Fig. 1's data: fashion-mnist, mnist or synthetic")
   parser.add_argument("--batch-size", type=int, default=128)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--quick", action="store_true", help="small MLPs and ResNet8 at half width, 2 networks")
-  parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+  parser.add_argument("--out", type=Path, default=_common.RESULTS)
   args = parser.parse_args(argv)
   args.resnet_options = {}
   if args.quick:

@@ -44,7 +44,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mfprune import masks, report, scores  # noqa: E402
+from experiments import _common  # noqa: E402
+from mfprune import masks, report, scores, statistics  # noqa: E402
 from theory import sparsity  # noqa: E402
 
 PAPER = {2.0: {"bound": 5.77, "measured": "≈1"}, 5.0: {"bound": 0.81, "measured": 0.79},
@@ -52,10 +53,6 @@ PAPER = {2.0: {"bound": 5.77, "measured": "≈1"}, 5.0: {"bound": 0.81, "measure
 """[R] Table 7 (N = L = 100, 10 simulations)."""
 READINGS = ("variance", "std")
 MODELS = ("square", "ffnn")
-
-
-def _parse(text: str, kind=float) -> list:
-  return [kind(v) for v in text.split(",") if v.strip()]
 
 
 def std_ratio(gamma: float, reading: str) -> float:
@@ -91,15 +88,6 @@ def numpy_critical(leaves: list[np.ndarray]) -> tuple[float, int, int]:
   return 1.0 - rank / total, rank, first
 
 
-def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
-  from scipy import stats
-
-  if values.size < 2:
-    return None
-  half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
-  return float(values.mean() - half), float(values.mean() + half)
-
-
 def run_case(args, gamma: float, reading: str, model: str, theory_critical) -> dict:
   ratio = std_ratio(gamma, reading)
   z = zeta(gamma, reading, model)
@@ -127,7 +115,7 @@ def run_case(args, gamma: float, reading: str, model: str, theory_critical) -> d
       "gamma": gamma, "reading": reading, "model": model, "std_ratio": ratio, "zeta": z,
       "layer_sizes": {"l0": first_rows * args.width, "others": args.width**2},
       "values": values.tolist(), "mean": float(values.mean()),
-      "std": float(values.std(ddof=1)) if values.size > 1 else None, "interval": t_interval(values),
+      "std": float(values.std(ddof=1)) if values.size > 1 else None, "interval": statistics.t_interval(values),
       "proof_sparsity_mean": float(np.mean(proof_values)),
       "l0_first_fraction": float(np.mean(np.array(first_dead) == 0)),
       "first_dead": first_dead, "l0_death_sparsity_mean": float(np.mean(l0_death)),
@@ -177,13 +165,13 @@ def _figure(results: dict):
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--gammas", type=_parse, default=[2.0, 5.0, 10.0])
+  parser.add_argument("--gammas", type=_common.parse_list, default=[2.0, 5.0, 10.0])
   parser.add_argument("--networks", type=int, default=10)
   parser.add_argument("--width", type=int, default=100)
   parser.add_argument("--depth", type=int, default=100)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--quick", action="store_true", help="N = L = 20, 4 networks")
-  parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+  parser.add_argument("--out", type=Path, default=_common.RESULTS)
   args = parser.parse_args(argv)
   if args.quick:
     args.width, args.depth, args.networks = 20, 20, 4

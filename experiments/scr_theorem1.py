@@ -39,7 +39,6 @@ Run: ``.venv/bin/python experiments/scr_theorem1.py [--kappa 0.2] [--kappas 0.02
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -56,152 +55,13 @@ from scipy import optimize  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import theory  # noqa: E402
-from mfprune import data, functional, masks, pipeline, report, scores, signal  # noqa: E402
-from theory import gradients, sparsity  # noqa: E402
+from experiments import _common  # noqa: E402
+from mfprune import masks, pipeline, report, scores, signal  # noqa: E402
+from theory import sparsity  # noqa: E402
 
 PAPER = {"kappa": 0.2, "bound": 0.27, "measured": 0.22, "depth": 100, "width": 100}
 """[R] §2.2, Theorem 1's example."""
 DEFAULT_KAPPAS = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6)
-
-
-def _parse(text: str, kind=float) -> list:
-  return [kind(v) for v in text.split(",") if v.strip()]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Shared with scr_vs_sigma.py.
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def load_batch(name: str, batch_size: int, seed: int):
-  """``(splits, batch)``: digits (8×8, 64 inputs) or synthetic data of the MNIST shape (28×28×1)."""
-  if name == "synthetic":
-    splits = data.load_splits("synthetic", input_shape=(28, 28, 1), size=max(1024, batch_size))
-  else:
-    splits = data.load_splits(name)
-  return splits, splits.train.batch(batch_size, seed=seed)
-
-
-def mlp_widths(splits, depth: int, width: int) -> list[int]:
-  """``N_0..N_L`` of the registry MLP: inputs, ``depth − 1`` hidden layers, the classes."""
-  return [math.prod(splits.input_shape)] + [width] * (depth - 1) + [splits.num_classes]
-
-
-def input_q1(batch, sigma_b: float, sigma_w: float) -> float:
-  """First-layer variance ``σb² + σw² ‖x‖²/d`` averaged over the batch ([R] App. A; THEORY.md §2)."""
-  x = np.asarray(batch[0], np.float64).reshape(len(batch[0]), -1)
-  return sigma_b**2 + sigma_w**2 * float(np.mean(x**2))
-
-
-def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
-  """Student-t interval of the mean (as ``signal.critical_sparsity`` computes it)."""
-  from scipy import stats
-
-  if values.size < 2:
-    return None
-  half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
-  return float(values.mean() - half), float(values.mean() + half)
-
-
-class ScaledSeeds:
-  """Monte-Carlo ``s_cr`` of SNIP over seeds for many σw from one set of draws and one compiled program.
-
-  Seed ``i`` has key ``k_i = split(key(seed), n)[i]`` and parameters ``pipeline.initial_params(init, k_i,
-  "gaussian", sigma_w=σw, sigma_b=σb)``, exactly as :func:`mfprune.signal.critical_sparsity` makes them. The
-  Gaussian scheme redraws every kernel (``σw Z/√fan_in``) and bias (``σb Z``), so the model's own initial values do
-  not matter (a zero tree of the right shapes is used: nothing to compile) and the kernels are linear in σw: they are
-  drawn once at σw = 1 and multiplied by σw. The per-network function is
-  :func:`mfprune.signal.critical_sparsity_fn` (one SNIP score and one sort per network) under ``jit(vmap)``.
-  """
-
-  def __init__(self, apply_fn, init, batch, *, n_seeds: int, seed: int, sigma_b: float, dtype=jnp.float64):
-    self.apply_fn, self.batch, self.dtype = apply_fn, batch, dtype
-    self.keys = jax.random.split(jax.random.key(seed), n_seeds)
-    shapes = jax.eval_shape(init, self.keys[0])
-    zeros = lambda key: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    base = [pipeline.initial_params(zeros, k, "gaussian", sigma_w=1.0, sigma_b=sigma_b) for k in self.keys]
-    self.unit = jax.tree.map(lambda *leaves: jnp.stack(leaves).astype(dtype), *base)
-    first = jax.tree.map(lambda x: x[0], self.unit)
-    named = masks.named_leaves(masks.dense_mask(first))
-    self.tree_names = [name for name, _ in named]
-    self.sizes = np.array([int(np.size(m)) for _, m in named])
-    order = functional.layer_order(apply_fn, first, jnp.asarray(batch[0])[:1])
-    rank = {name: i for i, name in enumerate(n for n in order if n in self.tree_names)}  # kernels only
-    self.network_index = np.array([rank[name] for name in self.tree_names])  # tree position -> network position
-    self.layers = sorted(self.tree_names, key=lambda name: rank[name])
-    fn = signal.critical_sparsity_fn(apply_fn, "snip", first, sparsities=(0.0,))
-    self.program = jax.jit(jax.vmap(fn, in_axes=(0, None, 0)))
-    self.score_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(self.keys)
-    self.inputs = (jnp.asarray(batch[0], dtype), jnp.asarray(batch[1]))
-
-  def params(self, sigma_w: float):
-    """The stacked parameters at ``sigma_w``."""
-    return jax.tree_util.tree_map_with_path(lambda p, x: x * sigma_w if masks.is_kernel(p, x[0]) else x, self.unit)
-
-  def run(self, sigma_w: float) -> dict:
-    """Per-seed ``s_cr``, their mean and 95% interval, the first layer to die, every layer's death sparsity."""
-    out = jax.device_get(self.program(self.params(sigma_w), self.inputs, self.score_keys))
-    if not np.asarray(out.finite).all():
-      raise ValueError(f"SNIP scores are not finite at sigma_w = {sigma_w}")
-    ranks = np.asarray(out.death_rank, np.int64)  # (seeds, layers) in tree order
-    total = int(self.sizes.sum())
-    death = np.empty_like(ranks, dtype=np.float64)
-    death[:, self.network_index] = 1.0 - ranks / total  # network order
-    values = death.min(axis=1)
-    first = death.argmin(axis=1)
-    return {"sigma_w": sigma_w, "values": values, "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if values.size > 1 else None, "interval": t_interval(values),
-            "first_dead_index": first.tolist(), "death_sparsity_mean": death.mean(axis=0),
-            "death_sparsity_min": death.min(axis=0), "death_sparsity_max": death.max(axis=0)}
-
-
-def product_law_mean(m, sizes, points: int = 257) -> float:
-  """``E[s_cr]`` for iid product scores ``√m_l |X Y|`` in layers of ``M_l`` weights (extreme values).
-
-  The formula of :func:`theory.sparsity.critical_sparsity_from_moments`, ``P(s_cr > s) = Π_l (1 − (1 −
-  p_l(s))^{M_l})`` with ``p_l`` from :func:`theory.sparsity.kept_fraction_from_moments`, integrated by the trapezoid
-  rule on ``2·points − 1`` sparsities (uniform, joined with a grid uniform in ``−log(1 − s)``), about 30× faster at
-  L = 100 than the library's 3000-point grid.
-  """
-  sizes = np.asarray(sizes, np.float64)
-  total = float(sizes.sum())
-  top = 1.0 - 1.0 / total
-  grid = np.unique(np.clip(np.concatenate([np.linspace(0.0, top, points),
-                                           -np.expm1(-np.linspace(0.0, math.log(total), points))]), 0.0, top))
-  shares = np.asarray(sparsity.kept_fraction_from_moments(m, sizes, grid, score_law="product"), np.float64)
-  with np.errstate(divide="ignore"):  # a share of exactly 1 (s = 0): log(0) = -inf, the layer is never empty
-    log_empty = sizes * np.log1p(-np.minimum(shares, 1.0))
-  alive = np.prod(-np.expm1(np.minimum(log_empty, 0.0)), axis=1)
-  return float(np.sum(0.5 * (alive[1:] + alive[:-1]) * np.diff(grid)))
-
-
-def predictions(splits, batch, *, depth: int, width: int, sigma_b: float, sigma_w: float,
-                library_product: bool = False) -> dict:
-  """Mean-field ``E[s_cr]``: Gaussian scores (library), product scores (:func:`product_law_mean`; and the library's
-  if ``library_product``), with the real layer sizes and the batch's ``q1``."""
-  widths = mlp_widths(splits, depth, width)
-  q1 = input_q1(batch, sigma_b, sigma_w)
-  gaussian = sparsity.predicted_critical_sparsity("tanh", sigma_b=sigma_b, sigma_w=sigma_w, depth=depth,
-                                                  widths=widths, q1=q1)
-  m = gradients.gradient_moments("tanh", sigma_b, sigma_w, depth, q1=q1, widths=widths).m
-  sizes = np.asarray(widths[:-1], np.float64) * np.asarray(widths[1:], np.float64)
-  out = {"q1": q1, "gaussian": gaussian.to_dict(), "product_mean": product_law_mean(m, sizes)}
-  if library_product:
-    start = time.perf_counter()
-    library = sparsity.critical_sparsity_from_moments(m, sizes, score_law="product")
-    out["product_library"] = library.to_dict()
-    out["product_library_seconds"] = time.perf_counter() - start
-  return out
-
-
-def bounds(depth: int, width: int, sigma_b: float, sigma_w: float) -> dict:
-  """Theorem 1's leading term, natural log and log10 (``theory.sparsity.theorem1_bound``)."""
-  return {base: sparsity.theorem1_bound(depth=depth, width=width, activation="tanh", sigma_b=sigma_b,
-                                        sigma_w=sigma_w, log_base=value).to_dict()
-          for base, value in (("ln", math.e), ("log10", 10.0))}
-
-
-# ---------------------------------------------------------------------------------------------------------------
 
 
 def sigma_w_for_kappa(kappa: float, *, depth: int, width: int, sigma_b: float) -> tuple[float, float]:
@@ -221,8 +81,8 @@ def sigma_w_for_kappa(kappa: float, *, depth: int, width: int, sigma_b: float) -
 
 def float32_check(apply_fn, init, batch, args, sigma_w: float) -> dict:
   """The κ point's Monte Carlo in float32, and how many of seed 0's layer-1 SNIP scores are 0 there."""
-  seeds = ScaledSeeds(apply_fn, init, batch, n_seeds=args.seeds, seed=args.seed, sigma_b=args.sigma_b,
-                      dtype=jnp.float32)
+  seeds = _common.ScaledSeeds(apply_fn, init, batch, n_seeds=args.seeds, seed=args.seed, sigma_b=args.sigma_b,
+                              dtype=jnp.float32)
   result = seeds.run(sigma_w)
   params = jax.tree.map(lambda x: x[0], seeds.params(sigma_w))
   snip = scores.score("snip", apply_fn, params, masks.dense_mask(params), seeds.inputs)
@@ -233,27 +93,12 @@ def float32_check(apply_fn, init, batch, args, sigma_w: float) -> dict:
           "layer1_max_score": float(first.max())}
 
 
-def plot_measured_and_predicted(ax, x: np.ndarray, rows: list[dict], seeds: int) -> None:
-  """Per-network s_cr (dots), their mean with its 95% interval, and the two mean-field predictions, against ``x``."""
-  means = np.array([r["mc"]["mean"] for r in rows])
-  low = np.array([r["mc"]["interval"][0] for r in rows])
-  high = np.array([r["mc"]["interval"][1] for r in rows])
-  for x_value, r in zip(x, rows):
-    ax.plot([x_value] * len(r["mc"]["values"]), r["mc"]["values"], ".", color="tab:blue", alpha=0.3, ms=4)
-  ax.errorbar(x, means, yerr=[means - low, high - means], fmt="o-", color="tab:blue", capsize=3,
-              label=f"SNIP, Monte Carlo ({seeds} nets, 95% CI)")
-  ax.plot(x, [r["predicted"]["product_mean"] for r in rows], "-", color="tab:green",
-          label="mean field, product scores |XY|")
-  ax.plot(x, [r["predicted"]["gaussian"]["mean"] for r in rows], "--", color="tab:green",
-          label="mean field, Gaussian scores")
-
-
 def _figure(results: dict):
   plt = report.pyplot()
   figure, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.6))
   rows = results["sweep"]
   kappas = np.array([r["kappa"] for r in rows])
-  plot_measured_and_predicted(left, kappas, rows, results["seeds"])
+  _common.plot_measured_and_predicted(left, kappas, rows, results["seeds"])
   left.plot(kappas, [r["bounds"]["ln"]["leading"] for r in rows], "-", color="tab:red",
             label="Theorem 1 bound, natural log")
   left.plot(kappas, [r["bounds"]["log10"]["leading"] for r in rows], ":", color="tab:red",
@@ -303,24 +148,13 @@ def _figure(results: dict):
   return figure
 
 
-def add_network_options(parser: argparse.ArgumentParser) -> None:
-  """The tanh MLP and Monte-Carlo options shared with ``scr_vs_sigma.py``."""
-  parser.add_argument("--depth", type=int, default=100)
-  parser.add_argument("--width", type=int, default=100)
-  parser.add_argument("--sigma-b", type=float, default=0.2)
-  parser.add_argument("--seeds", type=int, default=10)
-  parser.add_argument("--data", choices=("digits", "synthetic"), default="digits")
-  parser.add_argument("--batch-size", type=int, default=128)
-  parser.add_argument("--seed", type=int, default=0)
-
-
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--kappa", type=float, default=0.2)
-  parser.add_argument("--kappas", type=_parse, default=list(DEFAULT_KAPPAS))
-  add_network_options(parser)
+  parser.add_argument("--kappas", type=_common.parse_list, default=list(DEFAULT_KAPPAS))
+  _common.add_network_options(parser)
   parser.add_argument("--quick", action="store_true", help="depth 10, width 32, 3 seeds, κ in {0.1, 0.2, 0.4}")
-  parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+  parser.add_argument("--out", type=Path, default=_common.RESULTS)
   args = parser.parse_args(argv)
   if args.quick:
     args.depth, args.width, args.seeds, args.kappas, args.batch_size = 10, 32, 3, [0.1, 0.2, 0.4], 32
@@ -329,11 +163,11 @@ def main(argv=None) -> int:
   name = "scr_theorem1" + ("_quick" if args.quick else "")
   timings = {}
   start = time.perf_counter()
-  splits, batch = load_batch(args.data, args.batch_size, args.seed)
+  splits, batch = _common.load_batch(args.data, args.batch_size, args.seed)
   apply_fn, init = pipeline.model_fns("mlp", input_shape=splits.input_shape, num_classes=splits.num_classes,
                                       depth=args.depth, width=args.width, activation="tanh")
   sigma_w, kappa = sigma_w_for_kappa(args.kappa, depth=args.depth, width=args.width, sigma_b=args.sigma_b)
-  bound = bounds(args.depth, args.width, args.sigma_b, sigma_w)
+  bound = _common.bounds(args.depth, args.width, args.sigma_b, sigma_w)
   print(f"κ = {kappa:.6g} at σw = {sigma_w:.6f} (σb = {args.sigma_b}, χ = {bound['ln']['chi']:.6f}); "
         f"bounds: ln {bound['ln']['leading']:.4f}, log10 {bound['log10']['leading']:.4f}", flush=True)
 
@@ -353,22 +187,23 @@ def main(argv=None) -> int:
           "death_sparsity_mean": death.mean(axis=0), "death_sparsity_min": death.min(axis=0),
           "death_sparsity_max": death.max(axis=0)}
   t = time.perf_counter()
-  main_prediction = predictions(splits, batch, depth=args.depth, width=args.width, sigma_b=args.sigma_b,
+  main_prediction = _common.predictions(splits, batch, depth=args.depth, width=args.width, sigma_b=args.sigma_b,
                                 sigma_w=sigma_w, library_product=True)
   timings["predictions_at_kappa"] = time.perf_counter() - t
 
   # 2. The κ sweep from one set of draws.
   t = time.perf_counter()
-  seeds = ScaledSeeds(apply_fn, init, batch, n_seeds=args.seeds, seed=args.seed, sigma_b=args.sigma_b)
+  seeds = _common.ScaledSeeds(apply_fn, init, batch, n_seeds=args.seeds, seed=args.seed, sigma_b=args.sigma_b)
   sweep = []
   for k in args.kappas:
     sw, reached = (sigma_w, kappa) if k == args.kappa else sigma_w_for_kappa(k, depth=args.depth, width=args.width,
                                                                               sigma_b=args.sigma_b)
     mc = seeds.run(sw)
-    pred = main_prediction if k == args.kappa else predictions(splits, batch, depth=args.depth, width=args.width,
-                                                               sigma_b=args.sigma_b, sigma_w=sw)
+    pred = main_prediction if k == args.kappa else _common.predictions(splits, batch, depth=args.depth,
+                                                                       width=args.width, sigma_b=args.sigma_b,
+                                                                       sigma_w=sw)
     sweep.append({"kappa": reached, "kappa_asked": k, "sigma_w": sw, "mc": mc, "predicted": pred,
-                  "bounds": bounds(args.depth, args.width, args.sigma_b, sw)})
+                  "bounds": _common.bounds(args.depth, args.width, args.sigma_b, sw)})
     print(f"  κ = {reached:.4g} (σw = {sw:.4f}): E[s_cr] = {mc['mean']:.4f}, product {pred['product_mean']:.4f}, "
           f"gaussian {pred['gaussian']['mean']:.4f}, bound ln {sweep[-1]['bounds']['ln']['leading']:.4f} "
           f"({time.perf_counter() - start:.0f} s)", flush=True)
@@ -386,7 +221,7 @@ def main(argv=None) -> int:
 
   results = {
       "experiment": "[R] Theorem 1 example: SNIP on a tanh MLP in the ordered phase", "data": splits.name,
-      "depth": args.depth, "width": args.width, "widths": mlp_widths(splits, args.depth, args.width),
+      "depth": args.depth, "width": args.width, "widths": _common.mlp_widths(splits, args.depth, args.width),
       "sigma_b": args.sigma_b, "kappa_asked": args.kappa, "kappa": kappa, "sigma_w": sigma_w,
       "sigma_w_eoc": float(theory.eoc_sigma_w("tanh", args.sigma_b)), "chi": bound["ln"]["chi"],
       "seeds": args.seeds, "seed": args.seed, "batch_size": args.batch_size, "dtype": "float64",

@@ -7,13 +7,13 @@ chaotic phase); on the EOC the profile is flat and ``s_cr`` is close to 1. This 
 How: the registry MLP (tanh, L = 100 dense layers, width 100; 64 digit inputs, 10 outputs) at σb = 0.2 and 13 values
 of σw from 0.5 to 2 times theory's ``σw_EOC`` (``theory.eoc_sigma_w``, 1.3041 at σb = 0.2), SNIP on one batch of
 128 digits, 10 networks per σw, float64 (the ordered-phase scores span more than float32's range; see
-``scr_theorem1.py``). The Monte Carlo is ``scr_theorem1.ScaledSeeds``: the networks
+``scr_theorem1.py``). The Monte Carlo is ``_common.ScaledSeeds``: the networks
 :func:`mfprune.signal.critical_sparsity` would draw (same keys), drawn once at σw = 1 and rescaled, scored by
 :func:`mfprune.signal.critical_sparsity_fn` under ``jit(vmap)`` (one compiled program for all σw). At the EOC point
 :func:`mfprune.signal.critical_sparsity` itself also runs with ``init_scheme="eoc"`` as a check (``--no-check``
 skips it, ~50 s). Theory at every σw: the mean-field prediction of ``E[s_cr]`` with Gaussian scores
 (``theory.sparsity.predicted_critical_sparsity``) and with product scores ``|X Y|`` (same formula, integrated on a
-coarser grid, ``scr_theorem1.product_law_mean``), with the real layer sizes and the batch's ``q1``; [R] Theorem 1's
+coarser grid, ``_common.product_law_mean``), with the real layer sizes and the batch's ``q1``; [R] Theorem 1's
 bound (natural log and log10) off the EOC, where it is not vacuous; and the layer predicted to die first.
 
 Results: ``experiments/results/scr_vs_sigma.json`` (atomic), ``scr_vs_sigma.png`` (left: E[s_cr] against σw with the
@@ -32,15 +32,16 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "experiments"))
-import scr_theorem1 as common  # noqa: E402  (enables jax_enable_x64 on import)
+import jax
 
-import jax  # noqa: E402
+jax.config.update("jax_enable_x64", True)  # before any array is made: the ordered-phase scores need float64
+
 import numpy as np  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 import theory  # noqa: E402
+from experiments import _common  # noqa: E402
 from mfprune import pipeline, report, signal  # noqa: E402
 
 DEFAULT_RATIOS = (0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0)
@@ -60,7 +61,7 @@ def _figure(results: dict):
     ax.set_xlim(sw.min() * 0.97, sw.max() * 1.03)
     ax.set_xlabel("σw")
     ax.grid(alpha=0.3)
-  common.plot_measured_and_predicted(left, sw, rows, results["seeds"])
+  _common.plot_measured_and_predicted(left, sw, rows, results["seeds"])
   for base, style in (("ln", "-"), ("log10", ":")):
     values = [r["bounds"][base]["leading"] if not r["bounds"][base]["vacuous"] else np.nan for r in rows]
     left.plot(sw, values, style, color="tab:red", marker="s", ms=3,
@@ -90,22 +91,22 @@ def _figure(results: dict):
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--ratios", type=common._parse, default=list(DEFAULT_RATIOS), help="σw / σw_EOC")
-  common.add_network_options(parser)
+  parser.add_argument("--ratios", type=_common.parse_list, default=list(DEFAULT_RATIOS), help="σw / σw_EOC")
+  _common.add_network_options(parser)
   parser.add_argument("--no-check", action="store_true", help="skip signal.critical_sparsity at the EOC")
   parser.add_argument("--quick", action="store_true", help="depth 10, width 32, 3 seeds, 5 σw")
-  parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+  parser.add_argument("--out", type=Path, default=_common.RESULTS)
   args = parser.parse_args(argv)
   if args.quick:
     args.depth, args.width, args.seeds, args.batch_size = 10, 32, 3, 32
     args.ratios = [0.5, 0.9, 1.0, 1.1, 2.0]
   name = "scr_vs_sigma" + ("_quick" if args.quick else "")
   start = time.perf_counter()
-  splits, batch = common.load_batch(args.data, args.batch_size, args.seed)
+  splits, batch = _common.load_batch(args.data, args.batch_size, args.seed)
   apply_fn, init = pipeline.model_fns("mlp", input_shape=splits.input_shape, num_classes=splits.num_classes,
                                       depth=args.depth, width=args.width, activation="tanh")
   sigma_w_eoc = float(theory.eoc_sigma_w("tanh", args.sigma_b))
-  seeds = common.ScaledSeeds(apply_fn, init, batch, n_seeds=args.seeds, seed=args.seed, sigma_b=args.sigma_b)
+  seeds = _common.ScaledSeeds(apply_fn, init, batch, n_seeds=args.seeds, seed=args.seed, sigma_b=args.sigma_b)
   points = []
   for ratio in args.ratios:
     sigma_w = ratio * sigma_w_eoc
@@ -113,11 +114,11 @@ def main(argv=None) -> int:
     mc = seeds.run(sigma_w)
     mc_seconds = time.perf_counter() - t
     t = time.perf_counter()
-    predicted = common.predictions(splits, batch, depth=args.depth, width=args.width, sigma_b=args.sigma_b,
-                                   sigma_w=sigma_w)
+    predicted = _common.predictions(splits, batch, depth=args.depth, width=args.width, sigma_b=args.sigma_b,
+                                    sigma_w=sigma_w)
     phase = theory.phase("tanh", args.sigma_b, sigma_w)
     points.append({"ratio": ratio, "sigma_w": sigma_w, "chi": float(phase.chi), "mc": mc, "predicted": predicted,
-                   "bounds": common.bounds(args.depth, args.width, args.sigma_b, sigma_w),
+                   "bounds": _common.bounds(args.depth, args.width, args.sigma_b, sigma_w),
                    "mc_seconds": mc_seconds, "theory_seconds": time.perf_counter() - t})
     print(f"  σw = {sigma_w:.4f} ({ratio:g} σw_EOC, χ = {float(phase.chi):.4f}): E[s_cr] = {mc['mean']:.4f}, "
           f"product {predicted['product_mean']:.4f}, gaussian {predicted['gaussian']['mean']:.4f} "
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
   seconds = time.perf_counter() - start
   results = {"experiment": "SNIP critical sparsity of a tanh MLP against sigma_w (ordered, EOC, chaotic)",
              "data": splits.name, "depth": args.depth, "width": args.width,
-             "widths": common.mlp_widths(splits, args.depth, args.width), "sigma_b": args.sigma_b,
+             "widths": _common.mlp_widths(splits, args.depth, args.width), "sigma_b": args.sigma_b,
              "sigma_w_eoc": sigma_w_eoc, "seeds": args.seeds, "seed": args.seed, "batch_size": args.batch_size,
              "dtype": "float64", "layers": seeds.layers, "points": points, "eoc_check": check, "seconds": seconds,
              "load_average": os.getloadavg()[0], "backend": jax.default_backend()}
