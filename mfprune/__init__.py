@@ -21,7 +21,7 @@ from mfprune.masks import (LayerCollapseError, LayerDensity, apply_mask, check_c
 from mfprune.pruning import keep_schedule, make_pruner, prune
 from mfprune.scores import Stacked, available_scorers, get_scorer, register_scorer, score
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "data", "functional", "init", "masks", "models", "ntk", "paths", "pipeline", "repair", "scores", "signal",

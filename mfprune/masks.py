@@ -199,17 +199,17 @@ class LayerDensity:
     return {"name": self.name, "kept": self.kept, "total": self.total, "fraction": self.fraction}
 
 
-def density(mask: Mask, order: Sequence[str] | None = None) -> list[LayerDensity]:
+def density(mask: Mask, layer_order: Sequence[str] | None = None) -> list[LayerDensity]:
   """Per-layer density table of a mask.
 
   Args:
     mask: a mask.
-    order: parameter paths giving the row order (e.g. :func:`mfprune.functional.layer_order`, network order);
+    layer_order: parameter paths giving the row order (e.g. :func:`mfprune.functional.layer_order`, network order);
       layers it does not name follow in tree order. Default: tree order (alphabetical keys).
   """
   table = [LayerDensity(name, int(np.sum(np.asarray(m))), int(np.size(m))) for name, m in named_leaves(mask)]
-  if order is not None:
-    rank = {name: i for i, name in enumerate(order)}
+  if layer_order is not None:
+    rank = {name: i for i, name in enumerate(layer_order)}
     table.sort(key=lambda d: rank.get(d.name, len(rank)))
   return table
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import jax
 
+from mfprune._keys import KeyLike, as_key
 from mfprune import functional
 from mfprune import init as init_lib
 from mfprune import masks as masks_lib
@@ -46,10 +47,10 @@ def model_fns(name: str, *, input_shape: Sequence[int] | str, num_classes: int |
                                                             key=key, **options))
 
 
-def initial_params(init: Callable[[Array], Params], key: Array | int, scheme: str | None = None,
+def initial_params(init: Callable[[Array], Params], key: KeyLike, scheme: str | None = None,
                    **options: Any) -> Params:
   """``init(key)``, then re-initialised by ``scheme`` (:func:`mfprune.init.initialise`) when one is given."""
-  key = jax.random.key(key) if isinstance(key, int) else key
+  key = as_key(key)
   params = init(key)
   if scheme is None:
     return params
@@ -57,7 +58,7 @@ def initial_params(init: Callable[[Array], Params], key: Array | int, scheme: st
 
 
 def prune_and_repair(apply_fn: Callable, params: Params, batch: Any = None, *, method: str | None, sparsity: float,
-                     key: Array | int = 0, rescale: str | None = None, rescale_reference: str | float = "dense",
+                     key: KeyLike = 0, rescale: str | None = None, rescale_reference: str | float = "dense",
                      isometry_steps: int = 0, isometry_gain: float = 1.0,
                      **prune_options: Any) -> tuple[Params, Mask]:
   """Prunes at initialisation, then repairs.
@@ -68,7 +69,7 @@ def prune_and_repair(apply_fn: Callable, params: Params, batch: Any = None, *, m
     batch: data for data-dependent scores (see :func:`mfprune.prune`).
     method: a scorer name, or ``None`` (or sparsity 0) for the dense network.
     sparsity: fraction of prunable weights removed, in ``[0, 1)``.
-    key: PRNG key of the scores.
+    key: PRNG key or integer seed of the scores.
     rescale: ``"row"`` (per output neuron/channel, [R] Alg. 1) or ``"layer"`` to restore each kept row's (layer's)
       squared norm after pruning (:func:`mfprune.repair.rescale`); ``None`` for no rescaling.
     rescale_reference: ``"dense"`` or a σw (see :func:`mfprune.repair.rescale`).

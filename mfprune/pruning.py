@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mfprune._keys import KeyLike, as_key
 from mfprune import masks as masks_lib
 from mfprune.masks import Mask, Prunable, is_kernel
 from mfprune.scores import Batch, Stacked, get_scorer
@@ -117,7 +118,7 @@ def as_batch(data: Batch | Iterable[tuple[Array, Array]] | None, num_batches: in
 
 
 def prune(apply_fn: Callable, params: Params, batch: Batch | Iterable | None = None, *, method: str = "snip",
-          sparsity: float, key: Array | int | None = None, rounds: int | None = None,
+          sparsity: float, key: KeyLike | None = None, rounds: int | None = None,
           schedule: str = "exponential", scope: str = "global", mask: Mask | None = None,
           prunable: Prunable = is_kernel, num_batches: int = 1, on_collapse: str = "raise",
           **options: Any) -> Mask:
@@ -172,10 +173,7 @@ def prune(apply_fn: Callable, params: Params, batch: Batch | Iterable | None = N
   if np.any(np.asarray(already if scope == "layerwise" else [sum(already)]) < np.atleast_1d(final)):
     raise ValueError(f"the initial mask keeps {sum(already)} weights, fewer than the {int(np.sum(final))} "
                      f"that sparsity={sparsity} keeps")
-  if key is None:
-    key = 0
-  if isinstance(key, (int, np.integer)):
-    key = jax.random.key(int(key))
+  key = as_key(0 if key is None else key)
   pruner = _compiled_pruner(apply_fn, method, scope, tuple(sorted(options.items())))
   new_mask, finite = pruner(params, mask, batch, key, jnp.asarray(counts, jnp.int32))
   finite = np.asarray(finite)

@@ -38,6 +38,7 @@ import optax
 
 import theory
 from theory.sparsity import lottery_keep_probability  # the one definition ([R] App. H); re-exported here
+from mfprune._keys import KeyLike, as_key
 from mfprune import masks
 from mfprune.init import fan_in
 from mfprune.masks import Mask, Params, Prunable, is_kernel
@@ -295,16 +296,12 @@ def _per_layer(value: float | Mapping[str, float], names: list[str], argument: s
   return dict(value)
 
 
-def _as_key(key: Array | int) -> Array:
-  return jax.random.key(key) if isinstance(key, (int, np.integer)) else key
-
-
-def layer_key(key: Array | int, name: str) -> Array:
+def layer_key(key: KeyLike, name: str) -> Array:
   """The key of layer ``name``: ``fold_in(key, crc32(name))``, independent of the other layers and of tree order."""
-  return jax.random.fold_in(_as_key(key), zlib.crc32(name.encode()) & 0x7FFFFFFF)
+  return jax.random.fold_in(as_key(key), zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
-def bernoulli_mask(params: Params, key: Array | int, keep_probability: float | Mapping[str, float], *,
+def bernoulli_mask(params: Params, key: KeyLike, keep_probability: float | Mapping[str, float], *,
                    prunable: Prunable = is_kernel) -> Mask:
   """A random mask keeping each prunable weight independently with probability ``p_l`` ([R] Theorem 4's ``δ``).
 
@@ -340,7 +337,7 @@ def bernoulli_mask(params: Params, key: Array | int, keep_probability: float | M
   return jax.tree_util.tree_map_with_path(draw, dense, is_leaf=_is_none)
 
 
-def weak_lottery_mask(params: Params, key: Array | int, *, sigma_w: float | Mapping[str, float],
+def weak_lottery_mask(params: Params, key: KeyLike, *, sigma_w: float | Mapping[str, float],
                       activation: theory.activations.ActivationLike, sigma_b: float,
                       prunable: Prunable = is_kernel, **eoc_options: Any) -> Mask:
   """A weak lottery ticket: a random subnetwork initialised on the EOC ([R] App. H, Theorems 3-4).

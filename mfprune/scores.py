@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mfprune._keys import KeyLike, as_key
 from mfprune import functional
 from mfprune.masks import Mask, Scores, apply_mask
 
@@ -326,10 +327,9 @@ def get_scorer(name: str) -> Scorer:
   return _REGISTRY[name]
 
 
-def score(method: str, apply_fn, params: Params, mask: Mask, batch: Batch | None, key: Array | None = None,
+def score(method: str, apply_fn, params: Params, mask: Mask, batch: Batch | None, key: KeyLike | None = None,
           **options: Any) -> Scores:
   """Scores with a registered method: ``get_scorer(method).fn(apply_fn, params, mask, batch, key, **options)``."""
   fn = get_scorer(method).fn
-  if key is None:
-    key = jax.random.key(0)
+  key = as_key(0 if key is None else key)
   return functools.partial(fn, **options)(apply_fn, params, mask, batch, key)

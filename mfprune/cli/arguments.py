@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -95,18 +94,60 @@ def add_activation_options(sub: argparse.ArgumentParser) -> None:
   sub.add_argument("--order", type=positive_int, default=None, help="quadrature order (default 64)")
 
 
+MODEL_FLAGS: dict[str, dict[str, Any]] = {
+    "depth": {"type": positive_int, "help": "weight layers (mlp, vcnn) or 6n+2 (resnet)"},
+    "width": {"type": positive_int, "help": "hidden units (mlp)"},
+    "channels": {"type": positive_int, "help": "channels (vcnn)"},
+    "activation": {"help": "activation registry name (see mfprune eoc --help)"},
+    "stable": {"action": "store_true", "default": None, "help": "Stable ResNet: branches scaled by 1/sqrt(L)"},
+    "width_multiplier": {"type": float, "help": "channel multiplier (vgg, resnet)"},
+}
+"""Command-line flags of the architecture options (``--width-multiplier`` for ``width_multiplier``); which of them a
+model takes is its registry entry's ``cli_options`` (:class:`mfprune.models.ModelSpec`)."""
+
+
 def add_model_options(sub: argparse.ArgumentParser) -> None:
-  """``--model`` and the architecture options (``--depth``, ``--width``, ...)."""
+  """``--model`` and the architecture options (``--depth``, ``--width``, ...; :data:`MODEL_FLAGS`)."""
   from mfprune.models import available_models
 
-  sub.add_argument("--model", required=True, choices=sorted(available_models()), help="model to build")
-  model = sub.add_argument_group("model options (defaults: the registry's)")
-  model.add_argument("--depth", type=positive_int, help="layers (mlp, vcnn) or 6n+2 (resnet)")
-  model.add_argument("--width", type=positive_int, help="hidden units (mlp)")
-  model.add_argument("--channels", type=positive_int, help="channels (vcnn)")
-  model.add_argument("--activation", help="activation registry name (see mfprune eoc --help)")
-  model.add_argument("--stable", action="store_true", help="Stable ResNet: branches scaled by 1/sqrt(L)")
-  model.add_argument("--width-multiplier", type=float, help="channel multiplier (vgg, resnet)")
+  sub.add_argument("--model", required=True, choices=list(available_models()), help="model to build")
+  model = sub.add_argument_group("model options (defaults: the registry's; each model takes those its entry lists)")
+  for name, flag in MODEL_FLAGS.items():
+    model.add_argument("--" + name.replace("_", "-"), **flag)
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+  """The architecture options the user gave (the registry's defaults fill the rest).
+
+  Raises:
+    ValueError: an option the model does not take, naming the model's options.
+  """
+  from mfprune.models import get_model
+
+  given = {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name, None) is not None}
+  spec = get_model(args.model)
+  extra = [name for name in given if name not in spec.cli_options]
+  if extra:
+    flags = ", ".join("--" + name.replace("_", "-") for name in extra)
+    takes = ", ".join("--" + name.replace("_", "-") for name in spec.cli_options) or "none"
+    raise ValueError(f"{flags} does not apply to --model {args.model} (its options: {takes})")
+  return given
+
+
+def mean_field_models() -> list[str]:
+  """Registered models the mean-field theory maps (those with a :class:`~mfprune.models.MeanFieldView`)."""
+  from mfprune.models import available_models, get_model
+
+  return [name for name in available_models() if get_model(name).mean_field is not None]
+
+
+def mean_field_view(apply_fn, init):
+  """The :class:`~mfprune.models.MeanFieldView` of the model behind ``apply_fn``/``init``, or ``None``."""
+  import jax
+
+  from mfprune.models import mean_field_view as view_of
+
+  return view_of(apply_fn.module(jax.eval_shape(init, jax.random.key(0))))
 
 
 def add_init_options(sub: argparse.ArgumentParser) -> None:
@@ -120,9 +161,9 @@ def add_init_options(sub: argparse.ArgumentParser) -> None:
   inits.add_argument("--gain", type=float, default=1.0, help="gain for orthogonal/delta_orthogonal (default 1)")
 
 
-def add_pruning_options(sub: argparse.ArgumentParser, *, required: bool, schedule_flag: str = "--schedule") -> None:
-  """``--method``, ``--sparsity`` and the pruning schedule options (the keep-fraction schedule's flag is
-  ``schedule_flag``: ``mfprune train`` calls it ``--prune-schedule`` next to its learning-rate schedule)."""
+def add_pruning_options(sub: argparse.ArgumentParser, *, required: bool) -> None:
+  """``--method``, ``--sparsity`` and the pruning schedule options (``--prune-schedule``, the keep fraction's
+  schedule over rounds, apart from ``mfprune train``'s ``--lr-schedule``)."""
   from mfprune.masks import COLLAPSE_ACTIONS
   from mfprune.pruning import SCHEDULES, SCOPES
   from mfprune.scores import available_scorers
@@ -135,24 +176,20 @@ def add_pruning_options(sub: argparse.ArgumentParser, *, required: bool, schedul
                    help="batches whose mean loss SNIP/GraSP score (default 1)")
   sub.add_argument("--rounds", type=positive_int, default=None,
                    help="pruning rounds (default 1; 100 for the SynFlow family)")
-  sub.add_argument(schedule_flag, dest="prune_schedule", choices=SCHEDULES,
+  sub.add_argument("--prune-schedule", choices=SCHEDULES,
                    default="exponential", help="keep-fraction schedule of iterative pruning")
   sub.add_argument("--scope", choices=SCOPES, default="global", help="one threshold or one per layer")
   sub.add_argument("--on-collapse", choices=COLLAPSE_ACTIONS, default="warn",
                    help="when a layer loses every weight (default warn: the outputs show which)")
 
 
+def add_seed_option(sub, what: str = "the initialisation, data and scores") -> None:
+  """``--seed`` (an integer, default 0; every random draw of the command derives from it)."""
+  sub.add_argument("--seed", type=int, default=0, help=f"seed of {what} (default 0)")
+
+
 def add_out_option(sub: argparse.ArgumentParser, default: str) -> None:
   sub.add_argument("--out", type=Path, default=Path(default), help=f"output folder (default {default})")
-
-
-def model_options(args: argparse.Namespace) -> dict[str, Any]:
-  """The architecture options the user gave (the registry's defaults fill the rest)."""
-  options = {name: getattr(args, name) for name in ("depth", "width", "channels", "activation", "width_multiplier")
-             if getattr(args, name, None) is not None}
-  if getattr(args, "stable", False):
-    options["stable"] = True
-  return options
 
 
 def init_options(args: argparse.Namespace, activation: str) -> dict[str, Any]:
@@ -176,28 +213,6 @@ def init_scheme(args: argparse.Namespace) -> str | None:
   if args.init not in (None, "gaussian") and args.sigma_w is not None:
     raise ValueError(f"--sigma-w is the weight scale of --init gaussian; --init {args.init} does not take it")
   return args.init
-
-
-LECUN_LIKE = {None: 1.0, "lecun": 1.0, "he": math.sqrt(2.0)}
-"""Inits that are the Gaussian ``N(0, σw²/fan_in)`` with zero biases, and their σw."""
-
-
-def gaussian_scales(scheme: str | None, options: dict[str, Any]) -> tuple[float, float] | None:
-  """``(σw, σb)`` when the init is ``W ~ N(0, σw²/fan_in)``, ``B ~ N(0, σb²)`` ([R] eq. 1-3), else ``None``.
-
-  Args:
-    scheme: the initialisation scheme (:func:`init_scheme`).
-    options: its options (:func:`init_options`).
-  """
-  if scheme == "gaussian":
-    return float(options["sigma_w"]), float(options["sigma_b"])
-  if scheme == "eoc":
-    import theory
-
-    return float(theory.eoc_sigma_w(options["activation"], options["sigma_b"])), float(options["sigma_b"])
-  if scheme in LECUN_LIKE:
-    return LECUN_LIKE[scheme], 0.0
-  return None
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -239,13 +254,17 @@ def load_data(args: argparse.Namespace):
 def build_model(args: argparse.Namespace, splits) -> tuple[Any, Callable, str]:
   """``(apply_fn, init, activation name)`` of the model the options describe, for the data's shape."""
   from mfprune import pipeline
+  from mfprune.models import get_model
 
-  try:
-    apply_fn, init = pipeline.model_fns(args.model, input_shape=splits.train.input_shape,
-                                        num_classes=splits.num_classes, **model_options(args))
-  except ValueError as error:
-    hint = " (try --data synthetic --input-shape cifar10)" if args.data == "digits" else ""
-    raise ValueError(f"{error}{hint}") from None
+  options = model_options(args)
+  spec = get_model(args.model)
+  data = args.input_shape if args.data == "synthetic" else args.data
+  if not spec.takes(data):
+    raise ValueError(f"--model {args.model} takes the input shapes of {', '.join(spec.input_shapes)}; {data} "
+                     f"examples are {splits.train.input_shape} (try --data synthetic --input-shape "
+                     f"{spec.input_shapes[0]})")
+  apply_fn, init = pipeline.model_fns(args.model, input_shape=splits.train.input_shape,
+                                      num_classes=splits.num_classes, **options)
   import jax
 
   module = apply_fn.module(jax.eval_shape(init, jax.random.key(0)))  # shapes only: the activation is static

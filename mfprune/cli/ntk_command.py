@@ -9,9 +9,6 @@ from typing import Any
 
 from mfprune.cli import arguments
 
-ANALYTIC_MODELS = ("mlp", "vcnn", "vcnn1d")
-"""Models whose infinite-width kernel :func:`mfprune.ntk.analytic_kernels` computes."""
-
 
 def register(commands) -> None:
   ntk = commands.add_parser(
@@ -37,7 +34,7 @@ def register(commands) -> None:
                      "N = examples x outputs)")
   group.add_argument("--top-k", type=arguments.positive_int, default=10,
                      help="leading eigenvalues reported (default 10)")
-  ntk.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data and scores")
+  arguments.add_seed_option(ntk)
   arguments.add_out_option(ntk, "runs/ntk")
   ntk.set_defaults(run=run)
 
@@ -90,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
   import numpy as np
 
   from mfprune import masks, ntk, pipeline, report
+  from mfprune.init import gaussian_scales
   from mfprune.cli.prune_command import prune_from_args
 
   scheme = arguments.init_scheme(args)
@@ -131,10 +129,11 @@ def run(args: argparse.Namespace) -> int:
     result["neural_tangents"] = {"max_relative_difference": difference}
     spectra["empirical (neural-tangents)"] = ntk.ntk_spectrum(_output_mean(nt_kernel), args.top_k)
 
-  scales = arguments.gaussian_scales(scheme, options)
+  scales = gaussian_scales(scheme, options)
   analytic = None
-  if args.model not in ANALYTIC_MODELS or scales is None:
-    why = f"the infinite-width kernel covers {', '.join(ANALYTIC_MODELS)} with Gaussian inits"
+  if arguments.mean_field_view(apply_fn, init) is None or scales is None:
+    why = ("the infinite-width kernel covers the models the mean-field theory maps (FFNN/CNN of [R] eq. 1-3: "
+           f"{', '.join(arguments.mean_field_models())}) with Gaussian inits")
     print(f"analytic NTK: skipped ({why}; --model {args.model}, --init {scheme})")
     result["analytic"] = {"skipped": why}
   else:

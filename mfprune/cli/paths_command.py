@@ -21,7 +21,7 @@ def register(commands) -> None:
   arguments.add_model_options(paths)
   arguments.add_pruning_options(paths, required=True)
   arguments.add_data_options(paths)
-  paths.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data and scores")
+  arguments.add_seed_option(paths)
   arguments.add_init_options(paths)
   arguments.add_out_option(paths, "runs/paths")
   paths.set_defaults(run=run)

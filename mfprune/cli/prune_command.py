@@ -17,7 +17,7 @@ def register(commands) -> None:
   arguments.add_model_options(prune)
   arguments.add_pruning_options(prune, required=True)
   arguments.add_data_options(prune)
-  prune.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data and scores")
+  arguments.add_seed_option(prune)
   arguments.add_init_options(prune)
   arguments.add_out_option(prune, "runs/prune")
   prune.set_defaults(run=run)
@@ -27,7 +27,7 @@ def density_chart(out, mask, apply_fn, params, x, title: str) -> list:
   """Writes ``density.png`` (kept fraction per layer) and returns the density table in network order."""
   from mfprune import functional, masks, report
 
-  table = masks.density(mask, order=functional.layer_order(apply_fn, params, x[:1]))
+  table = masks.density(mask, layer_order=functional.layer_order(apply_fn, params, x[:1]))
   report.save_figure(report.plot_layer_density(table, title), out / "density.png")
   return table
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from mfprune.cli import arguments
-
-THEOREM1_MODELS = ("mlp", "vcnn", "vcnn1d")
-"""Models of the FFNN/CNN type (2)-(3) of [R], the networks Theorem 1 and Propositions 4-5 speak about."""
 
 
 def register(commands) -> None:
@@ -28,7 +24,7 @@ def register(commands) -> None:
   scr.add_argument("--method", required=True, choices=sorted(available_scorers()),
                    help="pruning score (one-shot: the SynFlow family is scored once, not in rounds)")
   scr.add_argument("--seeds", type=arguments.positive_int, default=10, help="networks to sample (default 10)")
-  scr.add_argument("--seed", type=int, default=0, help="base seed of the initialisations and the batch (default 0)")
+  arguments.add_seed_option(scr, "the initialisations (split into --seeds keys) and the batch")
   scr.add_argument("--confidence", type=float, default=0.95, help="level of the t-interval of the mean (0.95)")
   scr.add_argument("--sparsities", type=arguments.parse_sigma_list, default=None, metavar="SPEC",
                    help="grid of the kept-fraction curves: a value, a comma list or start:stop:count, each in "
@@ -41,53 +37,54 @@ def register(commands) -> None:
   scr.set_defaults(run=run)
 
 
-def _hidden_width(shapes: list[tuple[int, ...]]) -> int:
-  """``N``: the most common output width of the prunable layers (an MLP's width, a CNN's channels)."""
-  return Counter(shape[-1] for shape in shapes).most_common(1)[0][0]
+def _not_mapped(model: str, what: str) -> dict[str, Any]:
+  return {"applies": False, "why": f"{what} cover the FFNN/CNN of [R] eq. 1-3; the mean-field theory does not map "
+          f"--model {model} (mfprune.models.mean_field_view is None)"}
 
 
-def theorem1(args, activation: str, scheme: str | None, options: dict, depth: int, width: int) -> dict[str, Any]:
-  """[R] Theorem 1 with the natural log and the log10 reading, or why it does not apply."""
+def theorem1(args, view, scheme: str | None, options: dict) -> dict[str, Any]:
+  """[R] Theorem 1 with the natural log and the log10 reading, or why it does not apply.
+
+  Args:
+    args: the parsed arguments (``--model``).
+    view: the model's :class:`~mfprune.models.MeanFieldView`, or ``None`` when the theory does not map it.
+    scheme: the initialisation scheme.
+    options: its options.
+  """
+  from mfprune.init import gaussian_scales
   from theory import sparsity
 
-  if args.model not in THEOREM1_MODELS:
-    return {"applies": False, "why": f"Theorem 1 covers FFNN/CNN ({', '.join(THEOREM1_MODELS)}), not {args.model}"}
-  scales = arguments.gaussian_scales(scheme, options)
+  if view is None:
+    return _not_mapped(args.model, "Theorem 1 and its bound")
+  scales = gaussian_scales(scheme, options)
   if scales is None:
     return {"applies": False, "why": f"Theorem 1 assumes Gaussian weights N(0, sigma_w^2/fan_in); --init {scheme} "
             "is not of that form"}
   sigma_w, sigma_b = scales
-  natural = sparsity.theorem1_bound(depth=depth, width=width, activation=activation, sigma_b=sigma_b,
+  natural = sparsity.theorem1_bound(depth=view.depth, width=view.width, activation=view.activation, sigma_b=sigma_b,
                                     sigma_w=sigma_w)
-  log10 = sparsity.theorem1_bound(depth=depth, width=width, activation=activation, sigma_b=sigma_b,
+  log10 = sparsity.theorem1_bound(depth=view.depth, width=view.width, activation=view.activation, sigma_b=sigma_b,
                                   sigma_w=sigma_w, log_base=10.0)
   return {"applies": True, "sigma_w": sigma_w, "sigma_b": sigma_b, "natural_log": natural.to_dict(),
           "log10": log10.to_dict()}
 
 
-def proposition4(args, shapes: list[tuple[int, ...]], width: int, depth: int) -> dict[str, Any]:
-  """[R] Propositions 4 (and 5) for magnitude pruning when one layer has the largest ``α_l = v_l/N``, else why not."""
-  import numpy as np
-
-  from mfprune.init import fan_in
+def proposition4(args, view) -> dict[str, Any]:
+  """[R] Propositions 4 (and 5) for magnitude pruning when one layer has the largest ``α_l = v_l/N``, else why not
+  (the parameters are :func:`theory.sparsity.proposition4_parameters` of the model's fan-ins and sizes)."""
   from theory import sparsity
 
-  if args.model not in THEOREM1_MODELS:
-    return {"applies": False, "why": f"Propositions 4-5 cover FFNN/CNN ({', '.join(THEOREM1_MODELS)}), not "
-            f"{args.model}"}
-  alphas = np.array([fan_in(shape) / width for shape in shapes])
-  l0 = int(np.argmax(alphas))
-  others = np.delete(alphas, l0)
-  if others.size == 0 or not alphas[l0] > others.max():
-    return {"applies": False, "alphas": alphas.tolist(),
-            "why": "no single layer has the largest alpha_l = fan_in/N (Proposition 4 needs gamma > 1)"}
-  gamma = float(alphas[l0] / others.max())
-  zeta = float(np.prod(shapes[l0]) / width**2)
-  bound = sparsity.proposition4(gamma, width=width, zeta=zeta)
-  result = {"applies": True, "layer": l0, "gamma": gamma, "zeta": zeta, "bound": bound.to_dict()}
-  if width >= 2:
-    result["proposition5_first_dead_probability"] = sparsity.proposition5_probability(gamma, depth=depth,
-                                                                                      width=width)
+  if view is None:
+    return _not_mapped(args.model, "Propositions 4-5")
+  try:
+    parameters = sparsity.proposition4_parameters(view.fan_ins, view.sizes, width=view.width)
+  except ValueError as error:
+    return {"applies": False, "fan_in_ratios": [fan_in / view.width for fan_in in view.fan_ins], "why": str(error)}
+  bound = sparsity.proposition4(parameters.gamma, width=view.width, zeta=parameters.zeta)
+  result = {"applies": True, **parameters.to_dict(), "bound": bound.to_dict()}
+  if view.width >= 2:
+    result["proposition5_first_dead_probability"] = sparsity.proposition5_probability(
+        parameters.gamma, depth=view.depth, width=view.width)
   return result
 
 
@@ -133,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
   import numpy as np
 
   from mfprune import masks, report, signal
+  from mfprune.models.mean_field import most_common_width
 
   scheme = arguments.init_scheme(args)
   if not 0.0 < args.confidence < 1.0:
@@ -154,13 +152,14 @@ def run(args: argparse.Namespace) -> int:
                                     sparsities=args.sparsities, confidence=args.confidence, init_scheme=scheme,
                                     init_options=options)
   seconds = time.perf_counter() - start
+  view = arguments.mean_field_view(apply_fn, init)
   shapes = [dict(names_shapes)[name].shape for name in result.layers]  # network order
-  depth, width = len(shapes), _hidden_width(shapes)
+  depth, width = len(shapes), most_common_width(shapes)  # a mapped model's view.depth and view.width
   bounds: dict[str, Any] = {"depth": depth, "width": width}
   if args.method == "magnitude":
-    bounds["proposition4"] = proposition4(args, shapes, width, depth)
+    bounds["proposition4"] = proposition4(args, view)
   else:
-    bounds["theorem1"] = theorem1(args, activation, scheme, options, depth, width)
+    bounds["theorem1"] = theorem1(args, view, scheme, options)
   for line in _bound_lines(args.method, bounds):
     print(line)
   level = f"{100 * result.confidence:g}%"

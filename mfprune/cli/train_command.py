@@ -9,7 +9,7 @@ from mfprune.cli import arguments
 
 
 def register(commands) -> None:
-  from mfprune.train import OPTIMIZERS, SCHEDULES
+  from mfprune.train import LR_SCHEDULES, OPTIMIZERS
 
   train = commands.add_parser(
       "train", help="prune at initialisation, repair, train; write metrics, checkpoints and curves",
@@ -20,7 +20,7 @@ def register(commands) -> None:
       "result.json}; --resume continues an interrupted run to the same result.")
   arguments.add_model_options(train)
   arguments.add_init_options(train)
-  arguments.add_pruning_options(train, required=False, schedule_flag="--prune-schedule")
+  arguments.add_pruning_options(train, required=False)
   repairs = train.add_argument_group("repairs")
   repairs.add_argument("--rescale", nargs="?", const="row", choices=("row", "layer"), default=None,
                        help="EOC rescaling after pruning: per output neuron/channel (row, the default when the "
@@ -35,13 +35,13 @@ def register(commands) -> None:
   options.add_argument("--momentum", type=float, default=0.9, help="for --optimizer momentum (default 0.9)")
   options.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
   options.add_argument("--weight-decay", type=float, default=0.0, help="coupled weight decay (default 0)")
-  options.add_argument("--lr-schedule", choices=SCHEDULES, default="constant",
+  options.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                        help="constant, piecewise (x decay at 1/2 and 3/4 of training, [R] §4.2) or step "
                        "(x decay every --decay-every steps, [S] App. B)")
   options.add_argument("--decay", type=float, default=0.1, help="learning-rate decay factor (default 0.1)")
   options.add_argument("--decay-every", type=arguments.positive_int, help="steps between decays (step schedule)")
   options.add_argument("--augment", action="store_true", help="random crop and flip (CIFAR)")
-  options.add_argument("--seed", type=int, default=0, help="first seed (initialisation, mask, data order)")
+  arguments.add_seed_option(options, "the first run (initialisation, mask, data order)")
   options.add_argument("--seeds", type=arguments.positive_int, default=1,
                        help="train K networks with seeds seed..seed+K-1 in one program (jax.vmap; default 1)")
   options.add_argument("--devices", type=arguments.positive_int, default=None,
@@ -63,7 +63,7 @@ def _config(args: argparse.Namespace):
   tenth = max(1, args.steps // 10)
   return TrainConfig(steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
                      momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
-                     schedule=args.lr_schedule, decay=args.decay, decay_every=args.decay_every,
+                     lr_schedule=args.lr_schedule, decay=args.decay, decay_every=args.decay_every,
                      augment=args.augment, seed=args.seed, eval_every=args.eval_every or tenth,
                      log_every=min(args.log_every, args.steps),
                      checkpoint_every=tenth if args.checkpoint_every is None else args.checkpoint_every)

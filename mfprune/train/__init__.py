@@ -18,14 +18,14 @@ The pieces compose like optax and flax's NNX examples (docs/training.md):
 
 from mfprune.train.config import TrainConfig
 from mfprune.train.loop import TrainResult, train
-from mfprune.train.optim import (OPTIMIZERS, SCHEDULES, keep_pruned_at_zero, learning_rate_schedule,
+from mfprune.train.optim import (LR_SCHEDULES, OPTIMIZERS, keep_pruned_at_zero, learning_rate_schedule,
                                  make_optimizer)
 from mfprune.train.run_folder import RunFolder
 from mfprune.train.steps import (TrainState, apply_model, init_state, initial_model_state, make_eval_step,
                                  make_train_step, stack, unstack)
 
 __all__ = [
-    "OPTIMIZERS", "SCHEDULES", "keep_pruned_at_zero", "learning_rate_schedule", "make_optimizer",
+    "OPTIMIZERS", "LR_SCHEDULES", "keep_pruned_at_zero", "learning_rate_schedule", "make_optimizer",
     "TrainConfig", "TrainState", "apply_model", "init_state", "initial_model_state", "make_eval_step",
     "make_train_step", "stack", "unstack", "RunFolder", "TrainResult", "train",
 ]

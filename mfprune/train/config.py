@@ -20,7 +20,7 @@ class TrainConfig:
     optimizer: ``"sgd" | "momentum" | "adam"`` (:func:`make_optimizer`).
     learning_rate: the initial learning rate.
     momentum, nesterov, weight_decay: see :func:`make_optimizer`.
-    schedule, decay, decay_every: see :func:`learning_rate_schedule`.
+    lr_schedule, decay, decay_every: the learning-rate schedule, see :func:`learning_rate_schedule`.
     augment: random crop (4-pixel zero padding) and horizontal flip on every batch (CIFAR, [S] App. B).
     seed: the data order and augmentation seed (the initialisation and mask come with the parameters).
     eval_every: evaluate on validation/test every this many steps (0: only at the end).
@@ -37,7 +37,7 @@ class TrainConfig:
   momentum: float = 0.9
   nesterov: bool = False
   weight_decay: float = 0.0
-  schedule: str = "constant"
+  lr_schedule: str = "constant"
   decay: float = 0.1
   decay_every: int | None = None
   augment: bool = False
@@ -55,10 +55,10 @@ class TrainConfig:
       _check_count(name, getattr(self, name))
     for name in ("eval_batch_size", "log_every", "keep_checkpoints"):
       _check_count(name, getattr(self, name), minimum=1)
-    self.make_optimizer()  # validates optimizer, schedule and their numbers
+    self.make_optimizer()  # validates optimizer, lr_schedule and their numbers
 
   def schedule_fn(self) -> optax.Schedule:
-    return learning_rate_schedule(self.schedule, self.learning_rate, self.steps, decay=self.decay,
+    return learning_rate_schedule(self.lr_schedule, self.learning_rate, self.steps, decay=self.decay,
                                   decay_every=self.decay_every)
 
   def make_optimizer(self) -> optax.GradientTransformation:

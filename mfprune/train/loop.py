@@ -50,7 +50,7 @@ class TrainResult:
     return self.state.params
 
 
-_OPTIMIZER_FIELDS = ("steps", "optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "schedule",
+_OPTIMIZER_FIELDS = ("steps", "optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule",
                      "decay", "decay_every")
 
 

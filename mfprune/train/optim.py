@@ -12,7 +12,7 @@ from mfprune import masks as masks_lib
 Mask = Any
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
-SCHEDULES = ("constant", "piecewise", "step")
+LR_SCHEDULES = ("constant", "piecewise", "step")
 
 
 def _check_count(name: str, value: Any, *, minimum: int = 0) -> int:
@@ -54,7 +54,7 @@ def learning_rate_schedule(name: str, learning_rate: float, steps: int, *, decay
     MNIST, every 25k on CIFAR-10 and Tiny ImageNet).
 
   Args:
-    name: one of :data:`SCHEDULES`.
+    name: one of :data:`LR_SCHEDULES`.
     learning_rate: the initial learning rate (> 0).
     steps: the length of the run (> 0); sets the piecewise boundaries.
     decay: the factor at each boundary, in (0, 1].
@@ -77,7 +77,7 @@ def learning_rate_schedule(name: str, learning_rate: float, steps: int, *, decay
     if decay_every is None or decay_every < 1:
       raise ValueError(f"the step schedule needs decay_every >= 1 (steps between decays); got {decay_every}")
     return optax.exponential_decay(learning_rate, decay_every, decay, staircase=True)
-  raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+  raise ValueError(f"unknown learning-rate schedule {name!r}; choose one of {', '.join(LR_SCHEDULES)}")
 
 
 def make_optimizer(name: str, learning_rate: float | optax.Schedule, *, momentum: float = 0.9,

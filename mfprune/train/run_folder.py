@@ -18,6 +18,10 @@ import numpy as np
 from mfprune import report
 
 
+LEGACY_TRAIN_KEYS = {"schedule": "lr_schedule"}
+"""Training-configuration keys renamed since a run may have been saved: old name -> current name."""
+
+
 class RunFolder:
   """Reads and writes one run's folder.
 
@@ -114,6 +118,7 @@ class RunFolder:
     if not path.exists():
       raise FileNotFoundError(f"cannot resume: {path} does not exist (no run was started in {self.path})")
     saved = json.loads(path.read_text()).get("train", {})
+    saved = {LEGACY_TRAIN_KEYS.get(k, k): v for k, v in saved.items()}  # runs saved before mfprune 0.4
     changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
     if changed:
       detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())

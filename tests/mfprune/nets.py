@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from flax import nnx
 
 from mfprune import functional
-from mfprune.models import MLP, VGG, ResNet, VanillaCNN
+from mfprune.models import available_models, create_tiny_model, get_model
 
 
 def plain_mlp_params(key, sizes, *, bias: bool = False):
@@ -38,19 +37,13 @@ def plain_mlp_apply(activation=jax.nn.relu):
 
 
 def tiny_models():
-  """``name -> (apply_fn, init, input_shape)`` for small versions of every architecture family."""
-  specs = {
-      "mlp": (lambda k: MLP((4, 4, 1), 5, depth=4, width=12, activation="tanh", rngs=nnx.Rngs(params=k)),
-              (4, 4, 1)),
-      "vcnn": (lambda k: VanillaCNN((6, 6, 2), 5, depth=3, channels=4, rngs=nnx.Rngs(params=k)), (6, 6, 2)),
-      "vgg": (lambda k: VGG((8, 8, 3), 5, stages=((4, 1), (8, 2)), rngs=nnx.Rngs(params=k)), (8, 8, 3)),
-      "resnet": (lambda k: ResNet((8, 8, 3), 5, depth=8, width_multiplier=0.25, rngs=nnx.Rngs(params=k)),
-                 (8, 8, 3)),
-  }
+  """``name -> (apply_fn, init, input_shape)``: the small version (:attr:`ModelSpec.tiny`) of every registered
+  model."""
   out = {}
-  for name, (make, shape) in specs.items():
-    apply_fn, init = functional.init_fn(make)
-    out[name] = (apply_fn, init, shape)
+  for name in available_models():
+    tiny = get_model(name).tiny
+    apply_fn, init = functional.init_fn(lambda key, name=name: create_tiny_model(name, key=key))
+    out[name] = (apply_fn, init, tuple(tiny["input_shape"]))
   return out
 
 

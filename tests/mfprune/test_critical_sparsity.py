@@ -15,6 +15,7 @@ import pytest
 
 from mfprune import cli, masks, pipeline, pruning, report, scores, signal
 from mfprune.cli import arguments, scr_command
+from mfprune.models import MeanFieldView
 from tests.mfprune import nets
 from theory import sparsity
 
@@ -140,7 +141,7 @@ def test_vmapped_program_equals_a_loop_over_seeds_and_global_top_k(mlp, snip3):
     kept.append(np.asarray(out.kept))
     seed_scores = score_one(init(k), k)
     for row, sparsity_value in enumerate(GRID):
-      table = masks.density(top_k(seed_scores, masks.keep_count(total, sparsity_value)), order=snip3.layers)
+      table = masks.density(top_k(seed_scores, masks.keep_count(total, sparsity_value)), layer_order=snip3.layers)
       np.testing.assert_allclose(kept[-1][row], [d.kept for d in table], atol=1, rtol=0)
   np.testing.assert_allclose(snip3.kept_fraction, np.mean(np.array(kept) / sizes, axis=0), atol=1 / sizes.min())
 
@@ -256,12 +257,18 @@ def test_proposition4_applies_only_with_one_largest_alpha():
   class Args:
     model = "mlp"
 
-  mnist_like = [(784, 100)] + [(100, 100)] * 8 + [(100, 10)]
-  applies = scr_command.proposition4(Args, mnist_like, width=100, depth=10)
+  def view(shapes):
+    return MeanFieldView("ffnn", "tanh", tuple(shapes), use_bias=True)
+
+  mnist_like = view([(784, 100)] + [(100, 100)] * 8 + [(100, 10)])
+  assert mnist_like.width == 100 and mnist_like.depth == 10
+  applies = scr_command.proposition4(Args, mnist_like)
   assert applies["applies"] and applies["layer"] == 0 and applies["gamma"] == pytest.approx(7.84)
   assert applies["bound"]["bound"] == pytest.approx(sparsity.proposition4_bound(7.84, width=100, zeta=7.84))
-  digits_like = [(64, 100)] + [(100, 100)] * 8 + [(100, 10)]
-  assert not scr_command.proposition4(Args, digits_like, width=100, depth=10)["applies"]
+  digits_like = view([(64, 100)] + [(100, 100)] * 8 + [(100, 10)])
+  refused = scr_command.proposition4(Args, digits_like)
+  assert not refused["applies"] and refused["fan_in_ratios"][0] == pytest.approx(0.64)
+  assert not scr_command.proposition4(Args, None)["applies"]  # a model the theory does not map
 
 
 def test_scr_command_writes_json_and_png_and_prints_the_bound(tmp_path, capsys):

@@ -133,4 +133,4 @@ def test_check_mask_names_dtype_problems():
 def test_density_follows_a_given_order():
   mask = {"b": {"kernel": jnp.ones((2,), bool)}, "a": {"kernel": jnp.zeros((3,), bool)}}
   assert [d.name for d in masks.density(mask)] == ["a/kernel", "b/kernel"]
-  assert [d.name for d in masks.density(mask, order=["b/kernel", "a/kernel"])] == ["b/kernel", "a/kernel"]
+  assert [d.name for d in masks.density(mask, layer_order=["b/kernel", "a/kernel"])] == ["b/kernel", "a/kernel"]

@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 
 from mfprune.models import (INPUT_SHAPES, MLP, VGG16_STAGES, BasicBlock, BatchNorm, Conv, ResNet, VanillaCNN,
-                            available_models, create_model)
+                            available_models, create_model, create_tiny_model, get_model, mean_field_view,
+                            register_model)
 from mfprune.masks import path_name
 from mfprune.models.layers import activation_fn
 
@@ -23,12 +24,14 @@ def _abstract(name, data, **options):
   return out.shape, classes, n_params
 
 
-@pytest.mark.parametrize("data", ["mnist", "cifar10", "tiny-imagenet"])
+@pytest.mark.parametrize("data", sorted(INPUT_SHAPES))
 @pytest.mark.parametrize("name", sorted(available_models()))
-def test_every_model_takes_the_papers_input_shapes(name, data):
-  if name in ("vgg16", "3xvgg16") and data == "mnist":
-    with pytest.raises(ValueError, match="multiples of 32"):
-      create_model(name, input_shape=data)
+def test_every_model_takes_exactly_the_input_shapes_its_registry_entry_names(name, data):
+  """``ModelSpec.input_shapes`` is true: the model builds and maps a batch to ``(batch, classes)`` for the data sets
+  it names, and refuses the others with a ValueError (VGG pools five times, LeNet-5 needs 12 × 12)."""
+  if not get_model(name).takes(data):
+    with pytest.raises(ValueError):
+      _abstract(name, data)
     return
   out_shape, classes, _ = _abstract(name, data)
   assert out_shape == (2, classes)
@@ -131,3 +134,55 @@ def test_registry_errors():
     create_model("lenet5", input_shape="mnist", depth=3)
   with pytest.raises(ValueError, match="depth, width and num_classes must be >= 1"):
     create_model("mlp", input_shape="mnist", depth=0)
+
+
+def test_registry_rejects_bad_entries(monkeypatch):
+  from mfprune.models import registry
+
+  monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # nothing registered here leaks out
+  tiny = {"input_shape": (4,), "num_classes": 2}
+  with pytest.raises(ValueError, match="already registered"):
+    register_model("mlp", MLP, tiny=tiny)
+  with pytest.raises(ValueError, match=r"cli_options of model 'new' names options \['widht'\]"):
+    register_model("new", MLP, tiny=tiny, cli_options=("widht",))
+  with pytest.raises(ValueError, match="unknown data sets"):
+    register_model("new", MLP, tiny=tiny, input_shapes=("imagenet",))
+  with pytest.raises(ValueError, match="must give input_shape and num_classes"):
+    register_model("new", MLP, tiny={"depth": 2})
+  assert "new" not in available_models()
+
+
+def test_a_registered_model_is_built_by_name_and_read_by_the_theory(monkeypatch):
+  """One register_model call is all a new model needs: create_model, the tiny version and the mean-field view."""
+  from mfprune.models import registry
+
+  monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+  spec = register_model("wide_mlp", MLP, defaults={"depth": 2, "width": 64}, cli_options=("depth",),
+                        mean_field=get_model("mlp").mean_field, tiny={"input_shape": (3,), "num_classes": 2,
+                                                                      "width": 4}, description="a test model")
+  assert available_models()["wide_mlp"] == "a test model" and spec.takes("cifar10")
+  model = create_model("wide_mlp", input_shape=(5,), num_classes=3)
+  assert [layer.kernel.shape for layer in model.layers] == [(5, 64), (64, 3)]
+  assert mean_field_view(create_tiny_model("wide_mlp")).kernel_shapes == ((3, 4), (4, 2))
+
+
+@pytest.mark.parametrize("name", sorted(available_models()))
+def test_the_mean_field_view_matches_the_parameters(name):
+  """Depth, fan-ins and sizes of the view are those of the model's kernels in network order; models the theory does
+  not map (pooling, batch norm, residual branches) have no view."""
+  model = create_tiny_model(name)
+  view = mean_field_view(model)
+  if view is None:
+    assert get_model(name).mean_field is None
+    return
+  flat = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(nnx.state(model, nnx.Param)))[0]
+  kernels = [leaf for path, leaf in flat if path_name(path).endswith("kernel")]
+  assert sorted(view.sizes) == sorted(k.size for k in kernels) and view.depth == len(kernels)
+  tiny = get_model(name).tiny
+  if view.architecture == "ffnn":
+    assert view.fan_ins[0] == math.prod(tiny["input_shape"])
+  else:  # a window of (2k + 1)^dims positions over the input channels
+    assert view.fan_ins[0] == tiny["input_shape"][-1] * view.kernel_size ** view.dims
+  assert view.widths == tuple(shape[-1] for shape in view.kernel_shapes[:-1])
+  assert model(jnp.ones((1,) + tuple(tiny["input_shape"]))).shape == (1, view.kernel_shapes[-1][-1])
+  assert view.kernel_shapes[-1][-1] == tiny["num_classes"]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from mfprune import masks, scores
+from mfprune.models import available_models, get_model
 from mfprune.pruning import as_batch, keep_schedule, make_pruner, prune
-from mfprune.scores import Stacked
+from mfprune.scores import Stacked, available_scorers
 from tests.mfprune.nets import batch_for, plain_mlp_apply, plain_mlp_params, tiny_models
 
 MODELS = tiny_models()
@@ -16,17 +17,45 @@ SPARSITY = 0.8
 ROUNDS = 5  # iterative methods: fewer rounds than the default 100 keep the suite fast; the code path is the same
 
 
+def _variants() -> set[str]:
+  """Registered models built by the same constructor as an earlier entry (3xvgg16 after vgg16, resnet50 and
+  resnet104 after resnet32): the same code under other defaults."""
+  seen, variants = set(), set()
+  for name in MODELS:
+    constructor = get_model(name).constructor
+    if constructor in seen and get_model(name).defaults.get("dims") is None:  # vcnn1d runs other (1-D) code
+      variants.add(name)
+    seen.add(constructor)
+  return variants
+
+
+def _conformance_cases():
+  """Every registered model × every registered scorer. A variant's cases are slow-marked (make test-slow; deep
+  residual nets take about a minute each to compile on two CPU cores): the default run covers its code through the
+  first model of its constructor, and tests/mfprune/test_models.py builds it for every input shape."""
+  variants = _variants()
+  for name in MODELS:
+    for method in METHODS:
+      yield pytest.param(name, method, id=f"{name}-{method}", marks=[pytest.mark.slow] if name in variants else [])
+
+
 def _rounds(method):
   return ROUNDS if scores.get_scorer(method).rounds > 1 else 1
 
 
-@pytest.fixture(scope="module", params=sorted(MODELS))
+@pytest.fixture(scope="module")
 def model(request):
   apply_fn, init, shape = MODELS[request.param]
   return request.param, apply_fn, init, batch_for(shape)
 
 
-@pytest.mark.parametrize("method", METHODS)
+def test_the_conformance_suite_covers_every_registered_model_and_scorer():
+  cases = {tuple(case.values) for case in _conformance_cases()}
+  assert cases == {(name, method) for name in available_models() for method in available_scorers()}
+  assert _variants() == {"3xvgg16", "resnet50", "resnet104"}
+
+
+@pytest.mark.parametrize("model, method", list(_conformance_cases()), indirect=["model"])
 def test_conformance(model, method):
   """Exact count, tree structure, determinism for a key, and jit == vmap (over keys and parameter sets)."""
   name, apply_fn, init, batch = model
@@ -58,7 +87,7 @@ def test_conformance(model, method):
 
 @pytest.mark.parametrize("method", ["random", "snip", "synflow"])  # selection is scorer-independent
 def test_layerwise_scope_keeps_each_layers_share(method):
-  apply_fn, init, shape = MODELS["resnet"]
+  apply_fn, init, shape = MODELS["resnet32"]
   batch = batch_for(shape)
   params = init(jax.random.key(2))
   mask = prune(apply_fn, params, batch, method=method, sparsity=0.5, scope="layerwise", rounds=_rounds(method),

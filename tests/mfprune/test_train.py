@@ -86,7 +86,7 @@ def test_learning_rate_schedules_follow_the_papers():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: train.learning_rate_schedule("cosine", 0.1, 10), "unknown schedule"),
+    (lambda: train.learning_rate_schedule("cosine", 0.1, 10), "unknown learning-rate schedule"),
     (lambda: train.learning_rate_schedule("step", 0.1, 10), "decay_every"),
     (lambda: train.learning_rate_schedule("constant", -0.1, 10), "learning_rate"),
     (lambda: train.learning_rate_schedule("piecewise", 0.1, 10, decay=1.5), "decay"),
@@ -120,7 +120,7 @@ def setup():
 
 
 CONFIG = dict(steps=24, batch_size=32, optimizer="momentum", learning_rate=0.05, weight_decay=1e-3,
-              schedule="piecewise", eval_every=8, checkpoint_every=8, log_every=4)
+              lr_schedule="piecewise", eval_every=8, checkpoint_every=8, log_every=4)
 
 
 def _max_difference(a, b) -> float:
@@ -290,3 +290,15 @@ def test_data_parallel_over_four_cpu_devices_matches_one_device():
   assert done.returncode == 0, done.stdout + done.stderr
   difference, device_count, _ = done.stdout.split(" ", 2)
   assert int(device_count) == 4
+
+
+def test_a_run_saved_before_the_lr_schedule_rename_still_resumes(tmp_path):
+  """config.json of mfprune < 0.4 says "schedule"; TrainConfig now says "lr_schedule" (docs/changes.md)."""
+  from mfprune.train.run_folder import RunFolder
+
+  current = train.TrainConfig(steps=4, lr_schedule="piecewise").to_dict()
+  legacy = {("schedule" if k == "lr_schedule" else k): v for k, v in current.items()}
+  (tmp_path / "config.json").write_text(json.dumps({"train": legacy}))
+  RunFolder(tmp_path, 1)._check_same_config(current)  # the same configuration under its old key
+  with pytest.raises(ValueError, match="lr_schedule: 'piecewise' -> 'constant'"):
+    RunFolder(tmp_path, 1)._check_same_config(train.TrainConfig(steps=4).to_dict())
