@@ -5,6 +5,7 @@ Perspective for Pruning at Initialization (ICLR 2020); [P] A Unified Paths Persp
 Initialization. Equation numbers are the papers'; ``docs/concepts.md`` explains the quantities.
 """
 
+from theory._deprecated import renamed as _renamed
 from theory.activations import Activation, available_activations, get_activation, register_activation
 from theory.eoc import (EOCPoint, EOCStatus, NoEOCError, Phase, PhaseDiagram, PhasePoint, eoc_curve, eoc_point,
                         eoc_sigma_w, phase, phase_diagram)
@@ -36,3 +37,5 @@ __all__ = [
     "mbp_threshold", "predicted_critical_sparsity", "predicted_kept_fraction", "proposition4", "proposition4_bound",
     "proposition4_parameters", "proposition5_probability", "rescaling_target", "theorem1_bound",
 ]
+
+__getattr__ = _renamed(__name__, {"critical_sparsity": "critical_sparsity_from_scores"})

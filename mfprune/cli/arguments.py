@@ -108,9 +108,15 @@ model takes is its registry entry's ``cli_options`` (:class:`mfprune.models.Mode
 
 def add_model_options(sub: argparse.ArgumentParser) -> None:
   """``--model`` and the architecture options (``--depth``, ``--width``, ...; :data:`MODEL_FLAGS`)."""
-  from mfprune.models import available_models
+  from mfprune.models import available_models, get_model
 
-  sub.add_argument("--model", required=True, choices=list(available_models()), help="model to build")
+  unflagged = sorted({option for name in available_models() for option in get_model(name).cli_options}
+                     - set(MODEL_FLAGS))
+  if unflagged:
+    raise ValueError(f"registered models offer options {unflagged} that have no command-line flag; add them to "
+                     "mfprune.cli.arguments.MODEL_FLAGS")
+  sub.add_argument("--model", required=True, choices=list(available_models()),
+                   help="model to build (the registry: mfprune.models.available_models())")
   model = sub.add_argument_group("model options (defaults: the registry's; each model takes those its entry lists)")
   for name, flag in MODEL_FLAGS.items():
     model.add_argument("--" + name.replace("_", "-"), **flag)

@@ -10,6 +10,7 @@ import jax
 
 import theory
 from mfprune import cli, functional, masks
+from mfprune.cli import arguments
 from mfprune.models import create_model
 
 
@@ -214,3 +215,20 @@ def test_ntk_compares_kernels_and_predicts_the_training_loss(tmp_path, capsys):
   assert result["learning_rate"] == pytest.approx(result["stable_learning_rate"] / 2)
   assert (out / "ntk.png").read_bytes()[:4] == b"\x89PNG"
   assert "max relative gap" in capsys.readouterr().out
+
+
+def test_a_registered_model_is_a_model_choice_and_its_options_need_flags(monkeypatch):
+  """--model reads the registry; an option a model offers but the CLI has no flag for fails when the parser is
+  built, not silently at run time."""
+  from mfprune.models import MLP, VanillaCNN, register_model, registry
+
+  monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+  register_model("wide_mlp", MLP, defaults={"depth": 2, "width": 512}, cli_options=("depth",),
+                 tiny={"input_shape": (3,), "num_classes": 2, "width": 4})
+  args = cli.build_parser().parse_args(["prune", "--model", "wide_mlp", "--depth", "3", "--method", "random",
+                                        "--sparsity", "0.5"])
+  assert args.model == "wide_mlp" and arguments.model_options(args) == {"depth": 3}
+  register_model("odd_cnn", VanillaCNN, defaults={"depth": 2, "channels": 4}, cli_options=("kernel_size",),
+                 tiny={"input_shape": (4, 4, 1), "num_classes": 2})
+  with pytest.raises(ValueError, match=r"options \['kernel_size'\] that have no command-line flag"):
+    cli.build_parser()

@@ -38,6 +38,7 @@ References: [P] A Unified Paths Perspective for Pruning at Initialization (eq. 9
 (SynFlow).
 """
 
+from theory._deprecated import renamed as _renamed
 from theory.paths.chains import (PathStatistics, chain_log_path_kernel_diagonal, chain_log_path_kernel_trace,
                                  chain_log_path_objective, chain_path_kernel_diagonal, chain_path_kernel_trace,
                                  chain_path_objective, chain_path_statistics)
@@ -53,3 +54,7 @@ __all__ = [
     "path_activations", "check_homogeneous",
     "convergence_estimate", "ConvergenceFit", "fit_convergence_scale",
 ]
+
+__getattr__ = _renamed(__name__, {name: "chain_" + name for name in (
+    "path_objective", "log_path_objective", "path_kernel_diagonal", "log_path_kernel_diagonal", "path_kernel_trace",
+    "log_path_kernel_trace", "path_statistics")})

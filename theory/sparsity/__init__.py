@@ -22,6 +22,7 @@ References: [R] Hayou et al., Robust Pruning at Initialization (ICLR 2021). ``do
 where the paper is ambiguous (the log base of Theorem 1, the reading of γ in Propositions 4-5, the rescaling target).
 """
 
+from theory._deprecated import renamed as _renamed
 from theory.sparsity.bounds import (DEFAULT_EPSILON_GRID, GAMMA_READINGS, Proposition4Bound, Proposition4Parameters,
                                     Theorem1Bound, half_normal_isf, half_normal_quantile, mbp_threshold, proposition4,
                                     proposition4_bound, proposition4_parameters, proposition5_probability,
@@ -44,3 +45,5 @@ __all__ = [
     "SCORE_LAWS", "kept_fraction_from_moments", "PredictedCriticalSparsity", "critical_sparsity_from_moments",
     "predicted_kept_fraction", "predicted_critical_sparsity",
 ]
+
+__getattr__ = _renamed(__name__, {"critical_sparsity": "critical_sparsity_from_scores"})
