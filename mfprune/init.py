@@ -1,7 +1,7 @@
 """Initialisations of dense and convolution weights, as pure functions ``(params, key, ...) -> params``.
 
-Weights are the leaves chosen by ``prunable`` (the predicate of :mod:`mfprune.masks`; default: leaves named ``kernel`` with ndim >= 2, flax's layout
-``(in, out)`` or ``(*window, in, out)``); their fan-in is ``prod(shape[:-1])``, the ``v_l`` of [R] §2.1
+Weights are the leaves chosen by ``prunable`` (the predicate of :mod:`mfprune.masks`; default: leaves named
+``kernel`` with ndim >= 2, flax's layout ``(in, out)`` or ``(*window, in, out)``); their fan-in is ``prod(shape[:-1])``, the ``v_l`` of [R] §2.1
 (``N_{l−1}`` for dense layers, ``n_{l−1}(2k+1)`` for convolutions; THEORY.md §1). Biases are the ``bias`` leaves
 next to a weight; normalisation parameters are left alone.
 """

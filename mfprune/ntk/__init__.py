@@ -19,15 +19,16 @@ predicts against real gradient descent ([P] §2, eq. 3-8; THEORY.md §7-8).
 
 The package is split along those lines: :mod:`mfprune.ntk.empirical` (kernel and spectrum),
 :mod:`mfprune.ntk.analytic` (infinite width, comparison) and :mod:`mfprune.ntk.dynamics` (training); every public
-name is re-exported here. Every function takes the ``(apply_fn, params)`` pair of :mod:`mfprune.functional` and an optional mask
-(:mod:`mfprune.masks`). ``apply_fn`` must treat the examples of a batch independently (no batch norm in training
-mode: split such a model in ``eval()`` mode): Jacobians are taken example by example.
+name is re-exported here. Every function takes the ``(apply_fn, params)`` pair of :mod:`mfprune.functional` and an
+optional mask (:mod:`mfprune.masks`). ``apply_fn`` must treat the examples of a batch independently (no batch norm
+in training mode: split such a model in ``eval()`` mode): Jacobians are taken example by example.
 """
 
 from mfprune.ntk.analytic import NTKComparison, analytic_kernels, compare_ntk
 from mfprune.ntk.dynamics import (LOOPS, TrainingComparison, gradient_descent_losses, mse_loss, predict_training,
                                   predicted_losses)
-from mfprune.ntk.empirical import IMPLEMENTATIONS, JACOBIAN_BUDGET, NTKSpectrum, empirical_ntk, ntk_matrix, ntk_spectrum
+from mfprune.ntk.empirical import (IMPLEMENTATIONS, JACOBIAN_BUDGET, NTKSpectrum, empirical_ntk, ntk_matrix,
+                                   ntk_spectrum)
 
 __all__ = [
     "IMPLEMENTATIONS", "JACOBIAN_BUDGET", "LOOPS", "empirical_ntk", "ntk_matrix", "NTKSpectrum", "ntk_spectrum",

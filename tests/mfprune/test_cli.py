@@ -80,8 +80,8 @@ def test_activation_parameters_reach_the_library(tmp_path):
     (["prune", "--model", "mlp", "--method", "snip", "--sparsity", "1"], "not a sparsity in [0, 1)"),
     (["prune", "--model", "mlp", "--method", "snipp", "--sparsity", "0.5"], "invalid choice: 'snipp'"),
     (["prune", "--model", "vgg16", "--method", "snip", "--sparsity", "0.5"],
-     "--model vgg16 takes the input shapes of cifar10, cifar100, tiny-imagenet; digits examples are (8, 8, 1) (try --data "
-     "synthetic --input-shape cifar10)"),
+     "--model vgg16 takes the input shapes of cifar10, cifar100, tiny-imagenet; digits examples are (8, 8, 1) "
+     "(try --data synthetic --input-shape cifar10)"),
     (["prune", "--model", "vgg16", "--width", "8", "--method", "snip", "--sparsity", "0.5"],
      "--width does not apply to --model vgg16 (its options: --activation, --width-multiplier)"),
     (["scr", "--model", "lenet5", "--stable", "--method", "snip", "--data", "synthetic"],
