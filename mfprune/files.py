@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from theory._pytree import json_numbers
+
 __all__ = ["atomic_write", "jsonable", "write_json"]
 
 
@@ -32,17 +34,16 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
 
 
 def jsonable(data: Any) -> Any:
-  """``data`` with NumPy scalars/arrays as Python numbers/lists and non-finite floats (NaN, ±inf) as ``None``."""
+  """``data`` with NumPy/JAX scalars and arrays as Python numbers and lists (float32 ones as their shortest decimal,
+  :func:`theory._pytree.json_numbers`) and non-finite floats (NaN, ±inf) as ``None``."""
   if isinstance(data, Mapping):
     return {str(key): jsonable(value) for key, value in data.items()}
   if isinstance(data, (list, tuple)):
     return [jsonable(value) for value in data]
-  if isinstance(data, np.ndarray) or (hasattr(data, "shape") and hasattr(data, "dtype")):
-    return jsonable(np.asarray(data).tolist())
-  if isinstance(data, (np.integer, np.bool_)):
-    return data.item()
-  if isinstance(data, (float, np.floating)):
-    return float(data) if np.isfinite(data) else None
+  if isinstance(data, (np.ndarray, np.generic)) or (hasattr(data, "shape") and hasattr(data, "dtype")):
+    return json_numbers(np.asarray(data))  # float32 values as their shortest decimal: 0.1, not 0.10000000149…
+  if isinstance(data, float):
+    return data if np.isfinite(data) else None
   return data
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -261,13 +262,18 @@ def load_mask(path: str | os.PathLike, params: Params) -> Mask:
 
   Raises:
     FileNotFoundError: no file at ``path``.
-    ValueError: a key in the file that is not a parameter of this model, or a shape that differs.
+    ValueError: a file that is not a complete ``.npz`` mask, a key in it that is not a parameter of this model, or a
+      shape that differs.
   """
   path = Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"no mask file at {path}")
-  with np.load(path) as data:
-    stored = {k: data[k] for k in data.files}
+  try:
+    with np.load(path) as data:
+      stored = {k: data[k] for k in data.files}
+  except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:  # truncated, or not written by save_mask
+    raise ValueError(f"mask file {path} is not a readable .npz mask (truncated, or not written by save_mask): "
+                     f"{error}") from None
   flat, treedef = jax.tree_util.tree_flatten_with_path(params)
   names = [path_name(p) for p, _ in flat]
   unknown = sorted(set(stored) - set(names))

@@ -117,6 +117,29 @@ def as_batch(data: Batch | Iterable[tuple[Array, Array]] | None, num_batches: in
   return Stacked(jnp.stack([jnp.asarray(x) for x, _ in taken]), jnp.stack([jnp.asarray(y) for _, y in taken]))
 
 
+def check_batch(apply_fn: Callable, params: Params, batch: Batch) -> None:
+  """Checks that ``batch``'s inputs fit the model and that its integer labels index its outputs.
+
+  Raises:
+    ValueError: inputs the model cannot take (with the model's error), or labels outside ``[0, K)`` for a model
+      with ``K`` outputs per example.
+  """
+  x, y = batch
+  x = jnp.asarray(x)
+  flat_x = x.reshape((-1,) + x.shape[2:]) if isinstance(batch, Stacked) else x
+  try:
+    out = jax.eval_shape(apply_fn, params, flat_x)
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"batch inputs of shape {tuple(flat_x.shape)} do not fit the model: {error}") from None
+  y = np.asarray(y)
+  if y.size and np.issubdtype(y.dtype, np.integer):
+    classes = int(out.shape[-1])
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+      raise ValueError(f"batch labels must be class indices in [0, {classes}) for a model with {classes} outputs; "
+                       f"got labels from {low} to {high}")
+
+
 def prune(apply_fn: Callable, params: Params, batch: Batch | Iterable | None = None, *, method: str = "snip",
           sparsity: float, key: KeyLike | None = None, rounds: int | None = None,
           schedule: str = "exponential", scope: str = "global", mask: Mask | None = None,
@@ -149,10 +172,12 @@ def prune(apply_fn: Callable, params: Params, batch: Batch | Iterable | None = N
     The mask: ``True`` where weights are kept, ``None`` on non-prunable leaves.
 
   Raises:
-    ValueError: bad sparsity, method, schedule, scope, rounds, batch or mask; non-finite scores (naming the
-      layers); :class:`~mfprune.masks.LayerCollapseError` when ``on_collapse="raise"`` and a layer is wiped out.
+    ValueError: bad sparsity, method, scorer option (naming the scorer's), schedule, scope, rounds or mask; a batch
+      whose inputs do not fit the model or whose labels are not in ``[0, K)`` (:func:`check_batch`); non-finite
+      scores (naming the layers); :class:`~mfprune.masks.LayerCollapseError` when ``on_collapse="raise"`` and a layer is wiped out.
   """
   scorer = get_scorer(method)
+  scorer.check_options(options)
   sparsity = masks_lib.check_sparsity(sparsity)
   rounds = scorer.rounds if rounds is None else rounds
   if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
@@ -166,6 +191,8 @@ def prune(apply_fn: Callable, params: Params, batch: Batch | Iterable | None = N
   batch = as_batch(batch, num_batches)
   if scorer.uses_labels and batch is None:
     raise ValueError(f"method {method!r} needs batch=(inputs, labels)")
+  if batch is not None:
+    check_batch(apply_fn, params, batch)
   sizes = masks_lib.layer_sizes(mask)
   counts = keep_schedule(sizes, sparsity, rounds, schedule, scope)
   final = counts[-1]

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple
+import inspect
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -281,6 +282,24 @@ class Scorer:
   uses_labels: bool
   description: str
 
+  @property
+  def options(self) -> tuple[str, ...]:
+    """The keyword options ``fn`` takes beyond ``(apply_fn, params, mask, batch, key)`` (e.g. GraSP's
+    ``temperature``)."""
+    parameters = list(inspect.signature(self.fn).parameters.values())[5:]
+    return tuple(p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+  def check_options(self, options: Mapping[str, Any]) -> None:
+    """Raises ValueError naming any option ``fn`` does not take, and the ones it does."""
+    parameters = inspect.signature(self.fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+      return
+    unknown = sorted(set(options) - set(self.options))
+    if unknown:
+      takes = ", ".join(self.options) or "none"
+      raise ValueError(f"method {self.name!r} takes no option {', '.join(map(repr, unknown))} (its options: "
+                       f"{takes})")
+
 
 _REGISTRY: dict[str, Scorer] = {}
 
@@ -330,6 +349,8 @@ def get_scorer(name: str) -> Scorer:
 def score(method: str, apply_fn, params: Params, mask: Mask, batch: Batch | None, key: KeyLike | None = None,
           **options: Any) -> Scores:
   """Scores with a registered method: ``get_scorer(method).fn(apply_fn, params, mask, batch, key, **options)``."""
-  fn = get_scorer(method).fn
+  scorer = get_scorer(method)
+  scorer.check_options(options)
+  fn = scorer.fn
   key = as_key(0 if key is None else key)
   return functools.partial(fn, **options)(apply_fn, params, mask, batch, key)

@@ -1,4 +1,5 @@
-"""Small frozen dataclasses registered as JAX pytrees (array fields are leaves, the rest is static)."""
+"""Small frozen dataclasses registered as JAX pytrees (array fields are leaves, the rest is static), and how their
+numbers are written to JSON."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import dataclasses
 from typing import Any, TypeVar
 
 import jax
+import numpy as np
 
 T = TypeVar("T")
 
@@ -35,3 +37,27 @@ def key_path_name(path: Any) -> str:
     else:
       parts.append(str(key))
   return "/".join(parts)
+
+
+def json_numbers(values: Any) -> Any:
+  """``values`` (a scalar or an array of any shape) as Python numbers for JSON: NaN and ±inf become ``None``, and a
+  float32 (or float16) number becomes the shortest decimal that reads back as the same number in its own
+  precision, so that ``0.1`` typed by a user and computed in float32 is written ``0.1``, not
+  ``0.10000000149011612``. Integers and booleans pass through; float64 keeps every digit.
+
+  Returns:
+    A Python number, ``None``, or nested lists of them (the array's shape).
+  """
+  array = np.asarray(values)
+  if array.dtype.kind != "f":
+    return array.tolist()
+  shortest = array.dtype.itemsize < 8  # str() of a float32 is its shortest round-trip decimal
+
+  def one(value: np.floating) -> float | None:
+    if not np.isfinite(value):
+      return None
+    return float(str(value)) if shortest else float(value)
+
+  if array.ndim == 0:
+    return one(array[()])
+  return [json_numbers(row) for row in array] if array.ndim > 1 else [one(v) for v in array]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import math
 from typing import Any
 
 import jax
@@ -38,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory import _roots, gaussian, maps
-from theory._pytree import pytree_dataclass
+from theory._pytree import json_numbers, pytree_dataclass
 from theory._validation import check_nonnegative, check_positive
 from theory.activations import Activation, ActivationLike, get_activation
 
@@ -134,7 +133,7 @@ class EOCPoint:
 
 
 def _json_list(values) -> list[float | None]:
-  return [None if not math.isfinite(v) else float(v) for v in np.atleast_1d(np.asarray(values, np.float64))]
+  return json_numbers(np.atleast_1d(np.asarray(values)))
 
 
 @pytree_dataclass

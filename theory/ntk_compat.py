@@ -20,6 +20,10 @@ What works after the patches: ``stax`` analytic kernels, ``jit``, ``nt.batch``, 
 and do not patch NT's private functions to revive them. With Flax NNX parameters pass ``nnx.to_pure_dict(state)``.
 
 Install NT without TensorFlow: ``pip install --no-deps neural-tangents==0.6.5 frozendict``.
+
+Call :func:`import_neural_tangents` before anything imports NT: a plain ``import neural_tangents``, even after
+``import theory``, fails (on TensorFlow when it is absent, or on what current JAX moved) until it has run once in the
+process; afterwards ``import neural_tangents`` works anywhere.
 """
 
 from __future__ import annotations

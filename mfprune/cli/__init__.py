@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     jax.config.update("jax_enable_x64", True)
   try:
     return args.run(args)
-  except (ValueError, FileNotFoundError) as error:  # bad input reaching the library: one clear line, no traceback
+  except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+          PermissionError) as error:  # bad input reaching the library (or a path it cannot write): one clear line
     parser.exit(2, f"mfprune {args.command}: error: {error}\n")
 
 

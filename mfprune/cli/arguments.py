@@ -194,8 +194,17 @@ def add_seed_option(sub, what: str = "the initialisation, data and scores") -> N
   sub.add_argument("--seed", type=int, default=0, help=f"seed of {what} (default 0)")
 
 
+def output_folder(text: str) -> Path:
+  """``--out``: a folder that exists or can be created (a path naming a file is an error, before any work)."""
+  path = Path(text)
+  blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+  if blocker is not None and not blocker.is_dir():
+    raise argparse.ArgumentTypeError(f"{text!r} cannot be an output folder: {str(blocker)!r} is a file")
+  return path
+
+
 def add_out_option(sub: argparse.ArgumentParser, default: str) -> None:
-  sub.add_argument("--out", type=Path, default=Path(default), help=f"output folder (default {default})")
+  sub.add_argument("--out", type=output_folder, default=Path(default), help=f"output folder (default {default})")
 
 
 def init_options(args: argparse.Namespace, activation: str) -> dict[str, Any]:

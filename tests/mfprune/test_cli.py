@@ -93,6 +93,10 @@ def test_activation_parameters_reach_the_library(tmp_path):
     (["ntk", "--model", "mlp", "--examples", "5000"], "--examples must be <="),
     (["ntk", "--model", "mlp", "--lr", "0"], "argument --lr"),
     (["paths", "--model", "mlp", "--method", "synflow", "--sparsity", "-0.1"], "not a sparsity in [0, 1)"),
+    (["prune", "--model", "mlp", "--method", "random", "--sparsity", "0.5", "--out", "README.md"],
+     "'README.md' cannot be an output folder: 'README.md' is a file"),
+    (["scr", "--model", "mlp", "--method", "snip", "--out", "README.md/run"],
+     "'README.md/run' cannot be an output folder: 'README.md' is a file"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(argv, message, capsys):
   with pytest.raises(SystemExit) as exit_info:

@@ -123,6 +123,16 @@ def test_load_rejects_a_mask_of_another_model(tmp_path):
     masks.load_mask(tmp_path / "missing.npz", params)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "not_npz"])
+def test_a_damaged_mask_file_is_a_clear_error(tmp_path, damage):
+  params = plain_mlp_params(jax.random.key(0), [5, 4, 3])
+  path = masks.save_mask(tmp_path / "m.npz", masks.dense_mask(params))
+  data = path.read_bytes()
+  path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"not a mask")
+  with pytest.raises(ValueError, match="is not a readable .npz mask"):
+    masks.load_mask(path, params)
+
+
 def test_check_mask_names_dtype_problems():
   params = plain_mlp_params(jax.random.key(0), [2, 2])
   mask = {"layers": [{"kernel": jnp.ones((2, 2))}]}

@@ -173,6 +173,27 @@ def test_bad_options_are_named(kwargs, match):
     prune(apply_fn, params, batch, method="snip", sparsity=0.5, **kwargs)
 
 
+def test_a_misspelt_scorer_option_names_the_scorer_s_options():
+  apply_fn, params, batch = _mlp()
+  with pytest.raises(ValueError, match=r"method 'grasp' takes no option 'temprature' \(its options: temperature\)"):
+    prune(apply_fn, params, batch, method="grasp", sparsity=0.5, temprature=2.0)
+  with pytest.raises(ValueError, match=r"method 'snip' takes no option 'target' \(its options: none\)"):
+    scores.score("snip", apply_fn, params, masks.dense_mask(params), batch, target=1.0)
+
+
+@pytest.mark.parametrize("labels, match", [(-1, r"labels from -1 to"), (5, r"\[0, 5\) for a model with 5 outputs")])
+def test_labels_outside_the_model_s_classes_are_rejected(labels, match):
+  apply_fn, params, (x, y) = _mlp()
+  with pytest.raises(ValueError, match=match):
+    prune(apply_fn, params, (x, y.at[0].set(labels)), method="snip", sparsity=0.5)
+
+
+def test_inputs_that_do_not_fit_the_model_are_a_clear_error():
+  apply_fn, params, (x, y) = _mlp()
+  with pytest.raises(ValueError, match=r"batch inputs of shape \(8, 5, 5, 1\) do not fit the model"):
+    prune(apply_fn, params, (jnp.ones((8, 5, 5, 1)), y), method="snip", sparsity=0.5)
+
+
 def test_mask_of_another_model_is_rejected():
   apply_fn, params, batch = _mlp()
   other_apply, other_init, _ = MODELS["vcnn"]

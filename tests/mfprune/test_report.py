@@ -32,6 +32,30 @@ def test_non_finite_numbers_are_written_as_null(tmp_path):
   assert json.loads(path.read_text()) == {"a": None, "b": [None, None, 2.5], "c": [1.0, None], "d": 3}
 
 
+def test_float32_numbers_are_written_as_their_shortest_decimal(tmp_path):
+  """What the user typed comes back as typed: float32 0.1 is written 0.1 (which reads back as the same float32),
+  float64 keeps every digit, shapes, integers and booleans are kept."""
+  import jax.numpy as jnp
+
+  data = {"f32": np.float32(0.1), "jax": jnp.asarray([0.3, 1 / 3], jnp.float32), "f64": np.float64(1 / 3),
+          "grid": np.full((2, 2), 0.7, np.float32), "flag": np.bool_(True), "n": np.arange(2)}
+  text = report.write_json(tmp_path / "out.json", data).read_text()
+  assert "0.10000000149" not in text
+  got = json.loads(text)
+  assert got["f32"] == 0.1 and got["jax"] == [0.3, 0.33333334] and got["f64"] == 1 / 3
+  assert got["grid"] == [[0.7, 0.7], [0.7, 0.7]] and got["flag"] is True and got["n"] == [0, 1]
+  assert np.float32(got["jax"][1]) == np.float32(1 / 3)  # the shortest decimal is the same float32
+
+
+def test_the_phase_command_echoes_sigma_b_and_sigma_w_as_typed(tmp_path):
+  from mfprune import cli
+
+  assert cli.main(["phase", "-a", "tanh", "--sigma-b", "0.1", "--sigma-w", "1.3", "--json",
+                   str(tmp_path / "p.json")]) == 0
+  values = json.loads((tmp_path / "p.json").read_text())
+  assert values["sigma_b"] == 0.1 and values["sigma_w"] == 1.3
+
+
 def test_eoc_table_lists_every_status():
   curve = theory.eoc_curve("relu", np.array([0.0, 0.5]))
   table = report.eoc_table(curve)

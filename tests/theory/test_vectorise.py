@@ -78,3 +78,13 @@ def test_phase_classifies_and_broadcasts():
   assert np.isinf(float(points.xi_c[1]))
   diagram = theory.phase_diagram("tanh", jnp.linspace(0, 1, 5), jnp.linspace(0.5, 2.5, 7))
   assert diagram.chi.shape == (7, 5) and diagram.eoc.sigma_w.shape == (5,)
+
+
+def test_to_dict_writes_each_number_in_the_precision_it_was_computed():
+  """float32 results as their shortest decimal (σb = 0.1 comes back 0.1); float64 ones with all their digits."""
+  curve = theory.eoc_curve("tanh", jnp.asarray([0.1, 0.3])).to_dict()
+  assert curve["sigma_b"] == [0.1, 0.3]
+  sigma_w = np.asarray(theory.eoc_curve("tanh", jnp.asarray([0.1, 0.3])).sigma_w)
+  assert np.array_equal(np.asarray(curve["sigma_w"], sigma_w.dtype), sigma_w)  # reads back as the same numbers
+  point = theory.phase("tanh", 0.1, 1.3).to_dict()
+  assert point["sigma_b"] == 0.1 and point["sigma_w"] == 1.3
