@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from theory import gaussian
 from theory._validation import check_finite, check_positive, is_concrete
@@ -305,6 +306,27 @@ def available_activations() -> dict[str, str]:
 ActivationLike = str | Callable[[Array], Array] | Activation
 
 
+PROBE = np.linspace(-10.0, 10.0, 41)
+"""Inputs at which a user's callable must give finite values (the bulk of every pre-activation the maps integrate)."""
+
+
+def _check_finite_on_a_grid(name: str, fn: Callable) -> None:
+  """ValueError when ``fn`` is NaN or infinite somewhere on :data:`PROBE` (an expectation of it would be NaN and
+  read as "no EOC"); nothing is checked when the values cannot be inspected (``fn`` closes over a tracer)."""
+  try:
+    with jax.ensure_compile_time_eval():
+      values = fn(jnp.asarray(PROBE, gaussian.float_dtype()))
+  except Exception:  # noqa: BLE001 - a callable that fails on arrays fails later with its own error, where it is used
+    return
+  if not is_concrete(values):
+    return
+  values = np.asarray(values)
+  bad = ~np.isfinite(values) if values.shape == PROBE.shape else np.zeros(PROBE.shape, bool)
+  if bad.any():
+    raise ValueError(f"activation {name!r} is not finite at x = {PROBE[bad][:4].tolist()} (got "
+                     f"{values[bad][:4].tolist()}); the mean-field maps need a finite φ on the real line")
+
+
 def get_activation(spec: ActivationLike, **params: Any) -> Activation:
   """Resolves a name, a callable or an :class:`Activation` to an :class:`Activation`.
 
@@ -317,7 +339,8 @@ def get_activation(spec: ActivationLike, **params: Any) -> Activation:
     The activation.
 
   Raises:
-    ValueError: unknown name, unknown parameter, or a parameter outside its valid range.
+    ValueError: unknown name, unknown parameter, a parameter outside its valid range, or a callable that is NaN or
+      infinite on ``[-10, 10]`` (:data:`PROBE`).
   """
   if isinstance(spec, Activation):
     return spec.with_params(**params) if params else spec
@@ -337,5 +360,7 @@ def get_activation(spec: ActivationLike, **params: Any) -> Activation:
   if callable(spec):
     if params:
       raise ValueError("parameters can only be given with a registry name; close over them in your callable")
-    return Activation(getattr(spec, "__name__", "custom"), spec)
+    name = getattr(spec, "__name__", "custom")
+    _check_finite_on_a_grid(name, spec)
+    return Activation(name, spec)
   raise ValueError(f"activation must be a name, a callable or an Activation; got {type(spec).__name__}")

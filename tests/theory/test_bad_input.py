@@ -43,3 +43,12 @@ def test_no_eoc_is_an_explicit_error_not_a_nan():
   with pytest.raises(theory.NoEOCError, match="unstable fixed point"):
     theory.eoc_point("silu", 0.3, require_stable=True)
   assert theory.eoc_point("silu", 0.3).to_dict()["status"] == ["unstable"]
+
+
+def test_an_activation_that_is_nan_somewhere_is_refused_not_read_as_no_eoc():
+  """A NaN expectation would make every solver say "no EOC"; the callable is refused, naming where it fails."""
+  with pytest.raises(ValueError, match=r"activation 'log' is not finite at x = \[-10.0"):
+    theory.eoc_curve(jnp.log, 0.1)
+  with pytest.raises(ValueError, match="is not finite"):
+    theory.phase(lambda x: jnp.sqrt(x), 0.1, 1.0)
+  assert theory.get_activation(lambda x: jnp.tanh(x) + 0.1 * x).name == "<lambda>"  # finite callables still pass
