@@ -62,9 +62,10 @@ def analytic_kernels(apply_fn: ApplyFn, params: Params, x1: Array, x2: Array | N
   if not isinstance(apply_fn, ModelFn):
     raise ValueError("apply_fn must be an mfprune model's (mfprune.functional.split or init_fn); for another "
                      "network call theory.kernels directly")
-  view = mean_field_view(apply_fn.module(params))
+  module = apply_fn.module(params)
+  view = mean_field_view(module)
   if view is None:
-    raise ValueError(f"no analytic kernel for {type(apply_fn.module(params)).__name__}: the mean-field theory maps "
+    raise ValueError(f"no analytic kernel for {type(module).__name__}: the mean-field theory maps "
                      "the models registered with a MeanFieldView (mfprune's MLP and VanillaCNN)")
   x1 = _batch("x1", x1)
   _output_size(apply_fn, params, x1, "x1")
