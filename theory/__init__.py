@@ -9,12 +9,13 @@ from theory._deprecated import renamed as _renamed
 from theory.activations import Activation, available_activations, get_activation, register_activation
 from theory.eoc import (EOCPoint, EOCStatus, NoEOCError, Phase, PhaseDiagram, PhasePoint, eoc_curve, eoc_point,
                         eoc_sigma_w, phase, phase_diagram)
-from theory.gaussian import DEFAULT_ORDER, expect, expect2
+from theory.dual import DualMoments, HermiteExpansion, dual_moments, hermite_expansion, mehler_sum
+from theory.gaussian import DEFAULT_ORDER, expect, expect2, expect2_pairs
 from theory.gradients import Conditioning, GradientMoments, PrunedChi, conditioning, gradient_moments, pruned_chi
 from theory.maps import (Propagation, chi_at, correlation_fixed_point, correlation_map, correlation_map_slope,
                          covariance_map, depth_scales, input_kernel, propagate, q_star, variance_map,
                          variance_map_slope)
-from theory import kernels, ntk_compat, paths, sparsity
+from theory import dual, kernels, ntk_compat, paths, sparsity
 from theory.sparsity import (PredictedCriticalSparsity, Proposition4Bound, Proposition4Parameters, Theorem1Bound,
                              critical_keep_count, critical_sparsity_from_moments, critical_sparsity_from_scores,
                              half_normal_isf, half_normal_quantile, kept_fraction_from_moments, layer_death_order,
@@ -26,11 +27,12 @@ __all__ = [
     "Activation", "available_activations", "get_activation", "register_activation",
     "EOCPoint", "EOCStatus", "NoEOCError", "Phase", "PhaseDiagram", "PhasePoint", "eoc_curve", "eoc_point",
     "eoc_sigma_w", "phase", "phase_diagram",
-    "DEFAULT_ORDER", "expect", "expect2",
+    "DualMoments", "HermiteExpansion", "dual_moments", "hermite_expansion", "mehler_sum",
+    "DEFAULT_ORDER", "expect", "expect2", "expect2_pairs",
     "Conditioning", "GradientMoments", "PrunedChi", "conditioning", "gradient_moments", "pruned_chi",
     "Propagation", "chi_at", "correlation_fixed_point", "correlation_map", "correlation_map_slope",
     "covariance_map", "depth_scales", "input_kernel", "propagate", "q_star", "variance_map", "variance_map_slope",
-    "kernels", "ntk_compat", "paths", "sparsity",
+    "dual", "kernels", "ntk_compat", "paths", "sparsity",
     "PredictedCriticalSparsity", "Proposition4Bound", "Proposition4Parameters", "Theorem1Bound", "critical_keep_count",
     "critical_sparsity_from_moments", "critical_sparsity_from_scores", "half_normal_isf", "half_normal_quantile",
     "kept_fraction_from_moments", "layer_death_order", "layer_death_sparsity", "lottery_keep_probability",

@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory import gaussian, maps
+from theory import dual, gaussian, maps
 from theory._pytree import pytree_dataclass
 from theory._validation import check_finite, check_int, check_nonnegative, check_positive, is_concrete
 from theory.activations import Activation, ActivationLike, get_activation
@@ -73,11 +73,6 @@ __all__ = [
 Array = jax.Array
 ORDER = maps.ORDER
 PARAMETERIZATIONS: tuple[str, ...] = ("ntk", "standard")
-
-_CHUNK_NODES = 1 << 20
-"""Quadrature kernels are evaluated over at most this many (pair × node) values at a time (4-8 MB per array: on
-two CPU cores 2^18-2^20 ran 2.5x faster than 2^22-2^23, which leave the cache)."""
-
 
 @pytree_dataclass
 class Kernels:
@@ -216,40 +211,25 @@ def _moments(act: Activation, q1: Array, q2: Array, cov: Array, order: int, spat
   The correlation is :func:`theory.maps._correlation` (1 where a variance is 0). ``same=True`` (a set of inputs
   with itself) sets it to exactly 1 where a pre-activation meets itself: round-off would leave ``c = 1 − O(ε)``
   there, and the moments' ``arcsin``/``arccos`` turn that into ``O(√ε)`` errors (3e-4 per layer in float32, 1e-3 in
-  the NTK of a depth-20 ReLU net). Without a closed form the quadrature runs over chunks of pairs so that memory
-  stays bounded (``_CHUNK_NODES``), and with ``same`` and no positions it integrates only the upper triangle and
-  mirrors it.
+  the NTK of a depth-20 ReLU net). Without a closed form the moments are :func:`theory.dual.dual_moments` (Mehler
+  sums, quadrature where their bound is too large; the self pairs take the 1-D moments), and with ``same`` and no
+  positions only the upper triangle's pairs are integrated and mirrored.
   """
   shape = jnp.broadcast_shapes(q1.shape, q2.shape, cov.shape)
   c = maps._correlation(cov, q1, q2)
-  if same:
-    c = jnp.where(_self_pairs(shape, spatial), jnp.ones_like(c), c)
+  self_pairs = _self_pairs(shape, spatial) if same else None
+  if self_pairs is not None:
+    c = jnp.where(self_pairs, jnp.ones_like(c), c)
   if act.closed_form is not None:
     return act.cross_moment(q1, q2, c, order), act.derivative_cross_moment(q1, q2, c, order)
-  q1, q2, c = (jnp.broadcast_to(v, shape) for v in (q1, q2, c))
-  if same and spatial == 0:
-    rows, cols = np.triu_indices(shape[0])
-    value, slope = _quadrature(act, q1[rows, cols], q2[rows, cols], c[rows, cols], order)
-    mirror = lambda v: jnp.zeros(shape, v.dtype).at[rows, cols].set(v).at[cols, rows].set(v)
-    return mirror(value), mirror(slope)
-  value, slope = _quadrature(act, q1.reshape(-1), q2.reshape(-1), c.reshape(-1), order)
-  return value.reshape(shape), slope.reshape(shape)
-
-
-def _quadrature(act: Activation, q1: Array, q2: Array, c: Array, order: int) -> tuple[Array, Array]:
-  """Both moments by quadrature on flat arrays of pairs, ``chunk`` pairs at a time (``jax.lax.map``)."""
-  size = q1.shape[0]
-  chunk = max(1, min(size, _CHUNK_NODES // (6 * order * order)))
-  pad = (-size) % chunk
-  # Padding pairs are (q1, q2, c) = (1, 1, 1): harmless values, dropped below.
-  blocks = tuple(jnp.pad(v, (0, pad), constant_values=1.0).reshape(-1, chunk) for v in (q1, q2, c))
-
-  def one(block):
-    a, b, cc = block
-    return act.cross_moment(a, b, cc, order), act.derivative_cross_moment(a, b, cc, order)
-
-  values, slopes = jax.lax.map(one, blocks)
-  return values.reshape(-1)[:size], slopes.reshape(-1)[:size]
+  mirror = same and spatial == 0
+  lower = np.tril(np.ones(shape[:2], bool), -1) if mirror else None
+  moments = dual._dual_moments(act, q1, q2, c, order, dual.default_degree(), jnp.asarray(dual.default_tolerance(),
+                               c.dtype), exact=self_pairs, skip=lower, shared=same)
+  if not mirror:
+    return moments.value, moments.slope
+  upper = lambda v: jnp.where(lower, v.T, v)
+  return upper(moments.value), upper(moments.slope)
 
 
 def _nonlinearity(act, state, spatial, order, same=False):

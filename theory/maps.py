@@ -28,7 +28,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from theory import _roots, gaussian
+from theory import _roots, dual, gaussian
 from theory._pytree import pytree_dataclass
 from theory._validation import check_int, check_interval, check_nonnegative, check_positive, is_concrete
 from theory.activations import Activation, ActivationLike, get_activation
@@ -194,9 +194,16 @@ def correlation_map(activation: ActivationLike, sigma_b, sigma_w, c, *, q=None, 
   return _correlation_map(act, sigma_b, sigma_w, q, _float(c), order)
 
 
+def _cross_moments(act, q, c, order) -> dual.DualMoments:
+  """``E[φ(u1)φ(u2)]`` and ``E[φ'(u1)φ'(u2)]`` at ``q1 = q2 = q`` by :func:`theory.dual.dual_moments` (one Hermite
+  expansion at ``q``, a Mehler sum per correlation; at ``c = 1`` the 1-D moments, exactly)."""
+  return dual._dual_moments(act, q, q, c, order, dual.default_degree(), jnp.asarray(dual.default_tolerance(), c.dtype),
+                            exact=c == 1.0, shared=True)
+
+
 def _correlation_map(act, sigma_b, sigma_w, q, c, order):
   next_q = sigma_b**2 + sigma_w**2 * act.second_moment(q, order)
-  return (sigma_b**2 + sigma_w**2 * act.cross_moment(q, q, c, order)) / next_q
+  return (sigma_b**2 + sigma_w**2 * _cross_moments(act, q, c, order).value) / next_q
 
 
 def correlation_map_slope(activation: ActivationLike, sigma_b, sigma_w, c, *, q=None,
@@ -216,7 +223,7 @@ def correlation_map_slope(activation: ActivationLike, sigma_b, sigma_w, c, *, q=
 
 def _correlation_map_slope(act, sigma_b, sigma_w, q, c, order):
   next_q = sigma_b**2 + sigma_w**2 * act.second_moment(q, order)
-  return sigma_w**2 * q * act.derivative_cross_moment(q, q, c, order) / next_q
+  return sigma_w**2 * q * _cross_moments(act, q, c, order).slope / next_q
 
 
 def _q_or_star(act, sigma_b, sigma_w, q, order):
